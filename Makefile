@@ -1,0 +1,54 @@
+# Every target sets itself up on a fresh machine: .venv from requirements.lock, Mermaid from
+# package-lock.json. Needs python3 (3.11+), make, node and npm.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+MERMAID_JS := docs/assets/js/mermaid.min.js
+# Material prints an end-of-life banner at every build; the pins already keep mkdocs < 2.
+export NO_MKDOCS_2_WARNING := 1
+
+.PHONY: help setup serve build test test-fast lock clean
+
+help:
+	@echo "make serve  - set up, build strictly and serve the site at http://127.0.0.1:8000"
+	@echo "make test   - set up and run every test: doc pages (Sybil), tests/, strict build"
+	@echo "make build  - build the static site into site/ (mkdocs build --strict)"
+
+setup: $(VENV)/.installed $(MERMAID_JS)
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(MERMAID_JS): node_modules/.package-lock.json
+	@mkdir -p $(dir $@)
+	cp node_modules/mermaid/dist/mermaid.min.js $@
+
+serve: setup
+	@echo "Serving the site at http://127.0.0.1:8000 (Ctrl+C to stop)"
+	$(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:8000
+
+build: setup
+	$(BIN)/mkdocs build --strict
+
+test: setup
+	$(BIN)/pytest
+	$(BIN)/mkdocs build --strict --quiet
+	@echo "make test: all tests passed and the site builds strictly"
+
+lock:
+	rm -rf /tmp/cache-invalidation-lock && $(PYTHON) -m venv /tmp/cache-invalidation-lock
+	/tmp/cache-invalidation-lock/bin/pip install --quiet -e '.[docs,test,browser]'
+	{ echo "# Exact versions the site is built and tested with (pip freeze of a fresh .venv)."; \
+	  echo "# Regenerate: make lock"; \
+	  /tmp/cache-invalidation-lock/bin/pip freeze --all --exclude-editable | grep -v -e "^-e" -e "^pip=="; } > requirements.lock
+
+clean:
+	rm -rf $(VENV) site node_modules $(MERMAID_JS) .pytest_cache .cache

@@ -1,0 +1,1 @@
+"""Runnable examples for the site: one module per pattern, plus the shared backends."""

@@ -1,0 +1,119 @@
+"""The world every example runs in: a cache, a database, and a count of DB queries.
+
+Pattern functions never create these themselves; they receive them as arguments. So the
+same function runs on fakeredis, on a real Redis server, and under the interleaving
+explorer, which wraps both to schedule every call.
+
+- ``make_cache()``: an empty in-process fakeredis by default; when ``REDIS_URL`` is set,
+  that real Redis database, emptied with FLUSHDB (so point it at a scratch database).
+  ``make_fake_cache()`` and ``make_redis_cache(url)`` pick one explicitly.
+- ``Database``: SQLite (in memory by default, a file when given a path) that counts the
+  reads and writes it serves, so an example can say exactly how often the DB was hit.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import fakeredis
+import redis
+
+Cache = redis.Redis  # fakeredis.FakeRedis is a subclass: one type for both
+
+
+def make_cache() -> Cache:
+    """Return an empty cache: a real Redis if ``REDIS_URL`` is set, else fakeredis."""
+    url = os.environ.get("REDIS_URL")
+    return make_redis_cache(url) if url else make_fake_cache()
+
+
+def make_fake_cache() -> Cache:
+    # A server of its own, so two caches in one process never share keys.
+    return fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
+
+
+def make_redis_cache(url: str) -> Cache:
+    """The Redis database at ``url``, emptied: examples expect to start from nothing."""
+    cache = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        cache.flushdb()
+    except redis.ConnectionError as error:
+        raise RuntimeError(f"no Redis answers at {url}: {error}") from error
+    return cache
+
+
+def backend_name(cache: Cache) -> str:
+    """'fakeredis' or 'redis': the tests label their parameters with it."""
+    return "fakeredis" if isinstance(cache, fakeredis.FakeRedis) else "redis"
+
+
+USERS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    id      INTEGER PRIMARY KEY,
+    name    TEXT    NOT NULL,
+    version INTEGER NOT NULL DEFAULT 1  -- bumped by every update; versioned sets use it
+)
+"""
+
+
+class Database:
+    """SQLite with a query counter.
+
+    ``query()`` counts one read and ``execute()`` one write, per statement.
+    Statements run in autocommit mode unless grouped with ``transaction()``.
+    """
+
+    def __init__(self, path: str = ":memory:") -> None:
+        # check_same_thread=False plus our own lock: the load tests share one
+        # connection between threads, one statement at a time.
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.lock = threading.RLock()
+        self.reads = 0
+        self.writes = 0
+        self.conn.execute(USERS_SCHEMA)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Run a SELECT and return all its rows."""
+        with self.lock:
+            self.reads += 1
+            return self.conn.execute(sql, params).fetchall()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run a write (INSERT, UPDATE, DELETE, DDL) and return the number of rows changed."""
+        with self.lock:
+            self.writes += 1
+            return self.conn.execute(sql, params).rowcount
+
+    @contextmanager
+    def transaction(self) -> Iterator[Database]:
+        """Group statements: all of them commit, or none do if the block raises."""
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    def reset_counts(self) -> None:
+        self.reads = 0
+        self.writes = 0
+
+    def add_user(self, user_id: int, name: str) -> None:
+        """Insert one user (setup for examples; not counted as a query)."""
+        with self.lock:
+            self.conn.execute("INSERT INTO users (id, name) VALUES (?, ?)", (user_id, name))
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def make_db(path: str = ":memory:") -> Database:
+    """An empty ``users`` table in SQLite: in memory by default, or in the file at ``path``."""
+    return Database(path)

@@ -1,0 +1,44 @@
+"""Fixtures shared by every test: a cache on each backend, and a fresh database.
+
+The ``cache`` fixture runs a test twice: on fakeredis, always, and on the real Redis at
+``REDIS_URL``. Without ``REDIS_URL`` the real-Redis run is skipped on a developer's machine,
+but with ``CI=true`` it fails: CI must prove every claim on a real server too.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from snippets.backends import Cache, Database, make_db, make_fake_cache, make_redis_cache
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def real_redis_url() -> str:
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        if IN_CI:
+            pytest.fail("CI=true but REDIS_URL is not set: the real-Redis tests must run in CI")
+        pytest.skip("REDIS_URL is not set; set it to run this test on a real Redis too")
+    return url
+
+
+@pytest.fixture(params=["fakeredis", "redis"])
+def cache(request: pytest.FixtureRequest) -> Iterator[Cache]:
+    if request.param == "fakeredis":
+        client = make_fake_cache()
+    else:
+        client = make_redis_cache(real_redis_url())  # fails loudly if no server answers
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def db() -> Iterator[Database]:
+    database = make_db()
+    yield database
+    database.close()
