@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -24,6 +24,40 @@ import fakeredis
 import redis
 
 Cache = redis.Redis  # fakeredis.FakeRedis is a subclass: one type for both
+Clock = Callable[[], float]  # seconds; time.time in production, a FakeClock in tests
+
+DEFAULT_TTL = 300  # seconds: the safety net if an invalidation is ever missed
+
+
+def user_key(user_id: int) -> str:
+    """The cache key of one user, e.g. ``user:123``."""
+    if isinstance(user_id, bool) or not isinstance(user_id, int) or user_id <= 0:
+        raise ValueError(f"user_id must be a positive integer, got {user_id!r}")
+    return f"user:{user_id}"
+
+
+def check_ttl(ttl: int) -> int:
+    """Return ``ttl`` if it is a positive whole number of seconds, else raise ValueError."""
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
+        raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
+    return ttl
+
+
+class FakeClock:
+    """A clock that moves only when told to: code that depends on time takes a clock,
+    and a test or an example advances this one, so nothing ever sleeps."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = float(start)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        if seconds < 0:
+            raise ValueError(f"a clock cannot go back: advance({seconds!r})")
+        self.now += seconds
+        return self.now
 
 
 def make_cache() -> Cache:

@@ -6,22 +6,7 @@ real Redis).
 
 from __future__ import annotations
 
-from snippets.backends import Cache, Database, make_cache, make_db
-
-DEFAULT_TTL = 300  # seconds: the safety net if an invalidation is ever missed
-
-
-def user_key(user_id: int) -> str:
-    """The cache key of one user, e.g. ``user:123``."""
-    if isinstance(user_id, bool) or not isinstance(user_id, int) or user_id <= 0:
-        raise ValueError(f"user_id must be a positive integer, got {user_id!r}")
-    return f"user:{user_id}"
-
-
-def check_ttl(ttl: int) -> int:
-    if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
-        raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
-    return ttl
+from snippets.backends import DEFAULT_TTL, Cache, Database, check_ttl, make_cache, make_db, user_key
 
 
 # --8<-- [start:read]
