@@ -41,6 +41,8 @@ build: setup
 test: setup
 	$(BIN)/pytest
 	$(BIN)/mkdocs build --strict --quiet
+	@# The built site must name no CDN: it requests nothing from another host.
+	@! grep -rlE "unpkg|jsdelivr|cdnjs|googleapis" site/ || { echo "site/ names a CDN (see files above)"; exit 1; }
 	@echo "make test: all tests passed and the site builds strictly"
 
 lock:
