@@ -10,8 +10,10 @@ from snippets.backends import DEFAULT_TTL, Cache, Database, check_ttl, make_cach
 
 
 # --8<-- [start:read]
-def get_user(cache: Cache, db: Database, user_id: int, ttl: int = DEFAULT_TTL) -> str | None:
-    """Return the user's name: from the cache if there, else from the DB (then cache it)."""
+def get_user(
+    cache: Cache, db: Database, user_id: int, ttl: int = DEFAULT_TTL
+) -> str | None:
+    """The user's name: from the cache, or from the DB (then cached)."""
     key, ttl = user_key(user_id), check_ttl(ttl)
     cached = cache.get(key)
     if cached is not None:
@@ -20,7 +22,7 @@ def get_user(cache: Cache, db: Database, user_id: int, ttl: int = DEFAULT_TTL) -
     if not rows:
         return None  # no such user: nothing to cache
     name = rows[0][0]
-    cache.set(key, name, ex=ttl)  # the TTL bounds how long a wrong value can live
+    cache.set(key, name, ex=ttl)  # the TTL bounds how long a wrong value lives
     return name
 # --8<-- [end:read]
 
@@ -32,7 +34,8 @@ def update_user(cache: Cache, db: Database, user_id: int, name: str) -> None:
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string, got {name!r}")
     changed = db.execute(
-        "UPDATE users SET name = ?, version = version + 1 WHERE id = ?", (name, user_id)
+        "UPDATE users SET name = ?, version = version + 1 WHERE id = ?",
+        (name, user_id),
     )
     if changed == 0:
         raise LookupError(f"no user with id {user_id}")
