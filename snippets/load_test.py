@@ -69,7 +69,7 @@ class Log:
         self._ticks = itertools.count(1)
         self._lock = threading.Lock()
         self.writes: list[tuple[int, int, str]] = []  # (done at, user, value)
-        self.reads: list[tuple[int, int, str | None]] = []  # (began at, user, value)
+        self.reads: list[tuple[int, int, str | None]] = []  # (began at, ...)
 
     def tick(self) -> int:
         with self._lock:
@@ -85,6 +85,10 @@ class Log:
             self.reads.append((began, user_id, value))
 
 
+# --8<-- [end:history]
+
+
+# --8<-- [start:stale]
 def count_stale_reads(
     commits: dict[int, list[str]],
     writes: Iterable[tuple[int, int, str]],
@@ -100,7 +104,7 @@ def count_stale_reads(
     done: dict[int, list[tuple[int, int]]] = {}  # user -> [(done at, position)]
     for at, user, value in sorted(writes):
         if value not in position.get(user, {}):
-            raise ValueError(f"write of {value!r} to user {user} was never committed")
+            raise ValueError(f"write of {value!r} to user {user} never committed")
         done.setdefault(user, []).append((at, position[user][value]))
     newest: dict[int, list[int]] = {  # running max: newest completed so far
         user: list(itertools.accumulate((p for _, p in events), max))
@@ -108,13 +112,13 @@ def count_stale_reads(
     }
     stale = 0
     for began, user, value in reads:
-        seen = position.get(user, {}).get(value, -1) if value is not None else -1
+        seen = position.get(user, {}).get(value, -1)  # -1: never held, or None
         events = done.get(user, [])
         n = bisect.bisect_left(events, (began, -1))  # writes done before began
         required = newest[user][n - 1] if n else 0
         stale += seen < required
     return stale
-# --8<-- [end:history]
+# --8<-- [end:stale]
 
 
 def fake_cache_factory() -> CacheFactory:
@@ -133,10 +137,29 @@ def default_cache_factory() -> CacheFactory:
     return redis_cache_factory(url) if url else fake_cache_factory()
 
 
+def _check_strategy(name: str) -> str:
+    known = strategies()
+    if name not in known:
+        raise LookupError(f"unknown strategy {name!r}; known: {', '.join(known)}")
+    return name
+
+
 def _check_int(name: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ValueError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
     return value
+
+
+def _check_sizes(
+    threads: int, writers: int | None, ops: int, seconds: float, keys: int
+) -> tuple[int, int, int, float, int]:
+    threads = _check_int("threads", threads, 2, 64)
+    writers = _check_int("writers", threads // 2 if writers is None else writers, 1, threads - 1)
+    ops = _check_int("ops", ops, 1, 1_000_000)
+    keys = _check_int("keys", keys, 1, 10_000)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 60:
+        raise ValueError(f"seconds must be more than 0 and at most 60, got {seconds!r}")
+    return threads, writers, ops, float(seconds), keys
 
 
 # --8<-- [start:run]
@@ -154,19 +177,10 @@ def run_load(
     """Run ``threads`` threads (``writers`` of them writing, the rest reading)
     on ``keys`` users, each thread for ``ops`` operations or ``seconds``,
     whichever ends first. Returns the counts and the staleness found."""
-    table = strategies()
-    if strategy not in table:
-        raise LookupError(f"unknown strategy {strategy!r}; known: {', '.join(table)}")
-    read, write = table[strategy]
-    threads = _check_int("threads", threads, 2, 64)
-    writers = threads // 2 if writers is None else writers
-    writers = _check_int("writers", writers, 1, threads - 1)
-    ops = _check_int("ops", ops, 1, 1_000_000)
-    keys = _check_int("keys", keys, 1, 10_000)
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (
-        0 < seconds <= 60
-    ):
-        raise ValueError(f"seconds must be more than 0 and at most 60, got {seconds!r}")
+    read, write = strategies()[_check_strategy(strategy)]
+    threads, writers, ops, seconds, keys = _check_sizes(
+        threads, writers, ops, seconds, keys
+    )
     factory = cache_factory or default_cache_factory()
     if not callable(factory):
         raise TypeError(f"cache_factory must be callable, got {factory!r}")
@@ -210,10 +224,12 @@ def run_load(
         thread.join()
     elapsed = time.monotonic() - began_at
     if errors:
-        raise RuntimeError(f"{strategy}: a thread failed: {errors[0]!r}") from errors[0]
+        error = errors[0]
+        raise RuntimeError(f"{strategy}: a thread failed: {error!r}") from error
 
     commits = {user: [f"u{user}-w0"] for user in range(1, keys + 1)}
-    for user, name in db.query("SELECT id, name FROM name_history ORDER BY seq"):
+    history = "SELECT id, name FROM name_history ORDER BY seq"
+    for user, name in db.query(history):
         commits[user].append(name)
     stale_reads = count_stale_reads(commits, log.writes, log.reads)
     # Stale at the end: once every thread is done, what the next reader gets.
