@@ -1,0 +1,44 @@
+// What the copy button copies from a `>>>` (pycon) block: the code a reader can paste into
+// Python, without the `>>> ` and `... ` prompts and without the printed output.
+//
+// Material copies the `data-copy` attribute of the code element when it has one, and its
+// visible text otherwise. Pygments marks each prompt as a `.gp` span at the start of its
+// line, so a line is input exactly when it starts with one; every other line (output, a
+// traceback) is dropped.
+(function () {
+  "use strict";
+
+  function inputLines(code) {
+    var lines = [];
+    var line = { input: false, text: "", started: false };
+    code.childNodes.forEach(function (node) {
+      if (!line.started && node.nodeType === 1 && node.classList.contains("gp")) {
+        line.input = true;
+        line.started = true;
+        return;
+      }
+      node.textContent.split("\n").forEach(function (part, index) {
+        if (index > 0) {
+          lines.push(line);
+          line = { input: false, text: "", started: false };
+        }
+        line.text += part;
+        if (part) line.started = true;
+      });
+    });
+    lines.push(line);
+    return lines.filter(function (l) { return l.input; }).map(function (l) { return l.text; });
+  }
+
+  function mark(root) {
+    root.querySelectorAll(".language-pycon code").forEach(function (code) {
+      code.setAttribute("data-copy", inputLines(code).join("\n"));
+    });
+  }
+
+  if (typeof document$ !== "undefined") {
+    document$.subscribe(function () { mark(document); });
+  } else {
+    document.addEventListener("DOMContentLoaded", function () { mark(document); });
+  }
+})();

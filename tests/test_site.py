@@ -1,0 +1,473 @@
+"""The site as readers meet it: the built site, served on 127.0.0.1, in a real Chromium.
+
+The site is built once per session (``mkdocs build --strict``) into a temporary directory and
+served from a thread. Pages are discovered from mkdocs.yml's nav, so every page that is added
+is covered without editing this file. Chromium is Debian's (/usr/bin/chromium), driven by the
+playwright package; its host resolver answers NOTFOUND for every name but 127.0.0.1, so no
+DNS lookup and no request can leave the machine, and the tests assert on the request log that
+none was even attempted.
+
+Outside CI, the tests skip (with the reason) when Chromium or playwright is missing; with
+CI=true they fail instead. SITE_TEST_CONFIG=path/to/mkdocs.yml runs them against another
+copy of the site (used to check, by hand, that a broken page makes them fail).
+"""
+
+from __future__ import annotations
+
+import doctest
+import functools
+import http.server
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = Path(os.environ.get("SITE_TEST_CONFIG", ROOT / "mkdocs.yml")).resolve()
+SOURCE = CONFIG.parent  # where docs/ and snippets/ of the site under test live
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+LOCAL_HOST = "127.0.0.1"
+
+# Chromium, even headless, talks to Google's hosts in the background. These flags turn that
+# off, and the resolver rule makes any name but 127.0.0.1 unresolvable, inside Chromium.
+LAUNCH_ARGS = [
+    "--no-sandbox",  # CI runs as root
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-domain-reliability",
+    f"--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE {LOCAL_HOST}",
+]
+PHONE = {"width": 360, "height": 740}
+DESKTOP = {"width": 1280, "height": 900}
+DIAGRAM_TIMEOUT_S = 20.0
+
+
+# --- the pages, from the nav -------------------------------------------------------------
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """Reads mkdocs.yml without importing what its ``!!python/name`` and ``!ENV`` tags name."""
+
+
+_ConfigLoader.add_multi_constructor("", lambda loader, suffix, node: None)
+
+
+@dataclass(frozen=True)
+class NavPage:
+    title: str
+    src: str  # path under docs/, as in the nav
+
+    @property
+    def url_path(self) -> str:
+        """The page's address under the site root (mkdocs' directory URLs)."""
+        stem = re.sub(r"\.(md|ipynb)$", "", self.src)
+        if stem == "index":
+            return ""
+        if stem.endswith("/index"):
+            stem = stem[: -len("/index")]
+        return stem + "/"
+
+
+def nav_pages(config: Path = CONFIG) -> list[NavPage]:
+    nav = yaml.load(config.read_text(encoding="utf-8"), Loader=_ConfigLoader)["nav"]
+    pages: list[NavPage] = []
+
+    def walk(items: list[Any]) -> None:
+        for item in items:
+            if isinstance(item, str):
+                pages.append(NavPage(item, item))
+                continue
+            for title, value in item.items():
+                if isinstance(value, list):
+                    walk(value)
+                elif not re.match(r"[a-z]+://", value):  # an external link is no page
+                    pages.append(NavPage(title, value))
+
+    walk(nav)
+    return pages
+
+
+PAGES = nav_pages()
+PAGE_IDS = [page.src for page in PAGES]
+
+
+# --- the built site, served ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def site_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("site")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    # pymdownx.snippets resolves include paths from the working directory: the site's root.
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "-f", str(CONFIG), "-d", str(out)],
+        cwd=SOURCE, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stdout}\n{result.stderr}"
+    return out
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def base_url(site_dir: Path) -> Iterator[str]:
+    handler = functools.partial(_QuietHandler, directory=str(site_dir))
+    server = http.server.ThreadingHTTPServer((LOCAL_HOST, 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://{LOCAL_HOST}:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def _unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"CI=true: the browser tests must run, but {reason}")
+    pytest.skip(f"{reason}; to run the browser tests: apt-get install chromium (or set CHROMIUM=/path) "
+                "and install requirements.lock (playwright)")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright package is not installed")
+    if not (shutil.which(CHROMIUM) or Path(CHROMIUM).is_file()):
+        _unavailable(f"Chromium was not found at {CHROMIUM}")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield chromium
+        chromium.close()
+
+
+# --- one visit to one page, with everything it did recorded --------------------------------
+
+
+@dataclass
+class Visit:
+    page: Any
+    requests: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # console errors, page errors, failures
+
+    def external_requests(self) -> list[str]:
+        return [url for url in self.requests if not _is_local(url)]
+
+
+def _is_local(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in {"data", "blob", "about"} or parts.hostname == LOCAL_HOST
+
+
+@pytest.fixture
+def open_page(browser: Any, base_url: str) -> Iterator[Any]:
+    contexts: list[Any] = []
+
+    def open_(path: str, *, scheme: str = "light", viewport: dict[str, int] = DESKTOP,
+              **options: Any) -> Visit:
+        context = browser.new_context(
+            color_scheme=scheme, viewport=viewport, service_workers="block", **options
+        )
+        contexts.append(context)
+        page = context.new_page()
+        visit = Visit(page)
+        context.on("request", lambda request: visit.requests.append(request.url))
+        context.on("requestfailed", lambda request: visit.problems.append(
+            f"request failed: {request.url} ({request.failure})"))
+        context.on("response", lambda response: response.status >= 400 and visit.problems.append(
+            f"HTTP {response.status}: {response.url}"))
+        page.on("console", lambda message: message.type == "error" and visit.problems.append(
+            f"console error: {message.text}"))
+        page.on("pageerror", lambda error: visit.problems.append(f"page error: {error}"))
+        page.goto(base_url + path, wait_until="load")
+        page.wait_for_load_state("networkidle")
+        return visit
+
+    yield open_
+    for context in contexts:
+        context.close()
+
+
+# --- Mermaid: count the SVGs inside Material's closed shadow roots -------------------------
+
+
+def _diagram_sources(site_dir: Path, page: NavPage) -> int:
+    html = (site_dir / page.url_path / "index.html").read_text(encoding="utf-8")
+    return len(re.findall(r'<pre class="mermaid"', html))
+
+
+def _pierced_tree(page: Any) -> dict[str, Any]:
+    cdp = page.context.new_cdp_session(page)
+    try:
+        return cdp.send("DOM.getDocument", {"depth": -1, "pierce": True})["root"]
+    finally:
+        cdp.detach()
+
+
+def _walk(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for key in ("children", "shadowRoots"):
+        for child in node.get(key, []):
+            yield from _walk(child)
+    if "contentDocument" in node:
+        yield from _walk(node["contentDocument"])
+
+
+def _classes(node: dict[str, Any]) -> list[str]:
+    attributes = node.get("attributes", [])
+    pairs = dict(zip(attributes[::2], attributes[1::2]))
+    return pairs.get("class", "").split()
+
+
+@dataclass
+class Diagrams:
+    rendered: int  # <div class="mermaid"> hosts whose shadow root holds an <svg>
+    texts: list[str]  # every text node of the page, shadow roots included
+
+
+def _diagrams(page: Any) -> Diagrams:
+    rendered, texts = 0, []
+    for node in _walk(_pierced_tree(page)):
+        if node.get("nodeType") == 3:
+            texts.append(node.get("nodeValue", ""))
+        if node.get("nodeName") == "DIV" and "mermaid" in _classes(node):
+            shadow = [n for root in node.get("shadowRoots", []) for n in _walk(root)]
+            rendered += any(n.get("nodeName", "").lower() == "svg" for n in shadow)
+    return Diagrams(rendered, texts)
+
+
+def _wait_for_diagrams(page: Any, expected: int) -> Diagrams:
+    deadline = time.monotonic() + DIAGRAM_TIMEOUT_S
+    while True:
+        diagrams = _diagrams(page)
+        if diagrams.rendered >= expected or time.monotonic() > deadline:
+            return diagrams
+        page.wait_for_timeout(200)
+
+
+def _check_page(visit: Visit, diagrams_expected: int) -> None:
+    diagrams = _wait_for_diagrams(visit.page, diagrams_expected)
+    errors = [t.strip() for t in diagrams.texts if "syntax error" in t.lower()]
+    assert not errors, f"Mermaid drew an error: {errors}"
+    assert diagrams.rendered == diagrams_expected, (
+        f"{diagrams.rendered} of {diagrams_expected} Mermaid diagrams rendered to an SVG; "
+        f"console and page errors: {visit.problems}")
+    left = visit.page.locator("pre.mermaid").count()
+    assert left == 0, f"{left} Mermaid source block(s) left unrendered"
+    assert not visit.external_requests(), f"requests left {LOCAL_HOST}: {visit.external_requests()}"
+    assert not visit.problems, "\n".join(visit.problems)
+
+
+# --- every nav page: clean, local, diagrams drawn, in light and in dark mode ----------------
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
+def test_page_loads_clean_and_renders_its_diagrams(open_page, site_dir, page, scheme):
+    visit = open_page(page.url_path, scheme=scheme)
+    expected_palette = "slate" if scheme == "dark" else "default"
+    palette = visit.page.evaluate("document.body.getAttribute('data-md-color-scheme')")
+    assert palette == expected_palette, f"the {scheme} palette was not applied"
+    _check_page(visit, _diagram_sources(site_dir, page))
+
+
+@pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
+def test_page_fits_a_phone(open_page, site_dir, page):
+    visit = open_page(page.url_path, viewport=PHONE, is_mobile=True, has_touch=True)
+    _check_page(visit, _diagram_sources(site_dir, page))
+    overflow = visit.page.evaluate(
+        """() => {
+        const width = document.documentElement.clientWidth;
+        const page = Math.max(document.documentElement.scrollWidth, document.body.scrollWidth);
+        // Wide content must scroll inside itself: its box stays within the screen.
+        const sticking = [...document.querySelectorAll(
+            "article table, article .md-typeset__scrollwrap, article div.mermaid, article pre, article .highlight"
+        )].filter(e => e.getBoundingClientRect().right > width + 1)
+          .map(e => e.tagName.toLowerCase() + "." + e.className);
+        return {width, page, sticking};
+    }"""
+    )
+    assert overflow["page"] <= overflow["width"], (
+        f"the page scrolls sideways at {PHONE['width']}px: {overflow['page']}px wide")
+    assert not overflow["sticking"], f"wider than the screen: {overflow['sticking']}"
+
+
+# --- nothing leaves 127.0.0.1, and the site asks for nothing that is not its own ------------
+
+
+def test_chromium_resolves_no_name_but_the_local_address(open_page):
+    """The resolver rule is in force: a lookup of any other name fails inside Chromium."""
+    visit = open_page("")
+    error = visit.page.evaluate(
+        "fetch('http://example.com/').then(() => 'fetched', e => String(e))")
+    assert error != "fetched"
+    assert any("example.com" in p and "ERR_NAME_NOT_RESOLVED" in p for p in visit.problems), visit.problems
+
+
+def test_built_pages_reference_no_other_host(site_dir):
+    """No script, style, image or font of any page points to another host."""
+    resource = re.compile(r'<(?:script|link|img|source|iframe)\b[^>]*?\b(?:src|href)="((?:https?:)?//[^"]+)"[^>]*>')
+    found = {}
+    for html in site_dir.rglob("*.html"):
+        text = html.read_text(encoding="utf-8")
+        for match in resource.finditer(text):
+            tag = match.group(0)
+            if re.search(r'rel="(?:canonical|alternate)"', tag):
+                continue  # a link to the page's own published address, never fetched
+            found.setdefault(str(html.relative_to(site_dir)), []).append(match.group(1))
+    assert not found, f"pages reference other hosts: {found}"
+
+
+def test_mermaid_loads_only_on_pages_with_a_diagram(site_dir):
+    checked = 0
+    for page in PAGES:
+        html = (site_dir / page.url_path / "index.html").read_text(encoding="utf-8")
+        loads_mermaid = "mermaid.min.js" in html
+        assert loads_mermaid == (_diagram_sources(site_dir, page) > 0), page.src
+        checked += 1
+    assert checked == len(PAGES)
+
+
+# --- search finds each page by its name -----------------------------------------------------
+
+
+def test_search_finds_each_page_by_name(open_page):
+    visit = open_page("")
+    page = visit.page
+    box = page.locator("input.md-search__input")
+    box.click()
+    misses = []
+    for target in PAGES:
+        if target.url_path == "":
+            continue
+        # Material searches on key events: fill, then press a key. Clearing first makes
+        # sure the results read below are for this query, not the previous one.
+        for query, shown in (("", "Type to start"), (target.title, "matching")):
+            box.fill(query)
+            box.press("End")
+            page.wait_for_function(
+                "shown => document.querySelector('.md-search-result__meta')?.textContent.includes(shown)",
+                arg=shown, timeout=10_000,
+            )
+        hrefs = page.eval_on_selector_all(
+            ".md-search-result__item", "items => items.map(li => li.querySelector('a').href)")
+        top = [urlsplit(h).path.strip("/") for h in hrefs[:3]]
+        if target.url_path.strip("/") not in top:
+            misses.append(f"{target.title!r}: top results {top}")
+    assert not misses, "search does not find:\n" + "\n".join(misses)
+    assert not visit.problems, visit.problems
+
+
+# --- the copy button copies what a reader can paste -----------------------------------------
+
+
+def _snippet_sections(path: Path) -> dict[str, str]:
+    """Every ``# --8<-- [start:x]`` .. ``[end:x]`` section of a snippet file, and the file."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    marker = re.compile(r"--8<-- \[(start|end):([\w-]+)\]")
+    sections: dict[str, str] = {"": "\n".join(l for l in lines if not marker.search(l))}
+    for i, line in enumerate(lines):
+        start = marker.search(line)
+        if start and start.group(1) == "start":
+            name = start.group(2)
+            body = []
+            for inner in lines[i + 1:]:
+                end = marker.search(inner)
+                if end and end.groups() == ("end", name):
+                    break
+                if not end:  # nested markers are not part of what the page shows
+                    body.append(inner)
+            sections[name] = "\n".join(body)
+    return {name: text.rstrip() for name, text in sections.items()}
+
+
+COPY_ALL = """async () => {
+    const blocks = [...document.querySelectorAll("article div.highlight")];
+    const out = [];
+    for (const block of blocks) {
+        const button = block.querySelector("button.md-code__button[data-md-type='copy'], button.md-clipboard");
+        const code = block.querySelector("pre > code");
+        if (!button || !code) { out.push({missing: true, shown: code ? code.textContent : ""}); continue; }
+        // A reader opens a collapsed admonition before copying from it (closed, its text
+        // is not rendered, so there would be nothing to copy).
+        for (let d = block.closest("details"); d; d = d.parentElement.closest("details")) d.open = true;
+        await navigator.clipboard.writeText("\u2205");
+        button.click();
+        let copied = "\u2205";
+        for (let i = 0; i < 50 && copied === "\u2205"; i++) {
+            await new Promise(r => setTimeout(r, 20));
+            copied = await navigator.clipboard.readText();
+        }
+        const title = block.querySelector(".filename");
+        out.push({
+            language: [...block.classList].find(c => c.startsWith("language-")) || "",
+            title: title ? title.textContent.trim() : "",
+            shown: code.textContent,
+            copied,
+        });
+    }
+    return out;
+}"""
+
+
+def _expected_copy(block: dict[str, str]) -> str | set[str]:
+    if block["language"] == "language-pycon":
+        # What Python's own doctest parser reads as the source of each example.
+        examples = doctest.DocTestParser().get_examples(block["shown"])
+        return "".join(example.source for example in examples).rstrip()
+    if block["title"].startswith("snippets/"):
+        return set(_snippet_sections(SOURCE / block["title"]).values())
+    return block["shown"].rstrip()
+
+
+def _short(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
+def test_copy_buttons_copy_what_a_reader_can_paste(open_page):
+    results = {"pycon": 0, "snippet": 0, "other": 0}
+    wrong = []
+    for target in PAGES:
+        visit = open_page(target.url_path, permissions=["clipboard-read", "clipboard-write"])
+        for n, block in enumerate(visit.page.evaluate(COPY_ALL)):
+            where = f"{target.src} code block {n + 1} {block.get('title', '')}".strip()
+            if block.get("missing"):
+                wrong.append(f"{where}: no copy button")
+                continue
+            expected = _expected_copy(block)
+            copied = block["copied"]
+            if isinstance(expected, set):
+                ok, kind = copied in expected, "snippet"
+            else:
+                ok, kind = copied == expected, "pycon" if block["language"] == "language-pycon" else "other"
+            results[kind] += 1
+            if not ok:
+                want = f"one of the sections of {block['title']}" if kind == "snippet" else repr(expected)
+                wrong.append(f"{where}: copied {_short(copied)}, expected {_short(want)}")
+            elif kind == "pycon":
+                compile(copied, where, "exec")  # pastes into Python as it stands
+        assert not visit.problems, visit.problems
+    assert not wrong, "\n".join(wrong)
+    # The model page has both kinds; if none were seen, the test checked nothing.
+    assert results["pycon"] > 0 and results["snippet"] > 0, results
