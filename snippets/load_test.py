@@ -251,6 +251,51 @@ def run_load(
 # --8<-- [end:run]
 
 
+# --8<-- [start:predict]
+def predict(strategy: str) -> dict[str, tuple[int, int]]:
+    """The explorer's verdict on the same strategy: (bad, schedules) for two
+    writers and for a writer + a reader, over every interleaving. Bad: a read
+    after everyone is done disagrees with the DB, or a read that began after
+    the write finished returned the old value."""
+    from snippets.explorer import explore
+
+    read, write = strategies()[_check_strategy(strategy)]
+
+    def setup(cache: Cache, db: Database) -> None:
+        db.add_user(1, "old")
+        read(cache, db, 1)  # start warm: "old" is cached
+
+    def check(cache: Cache, db: Database, returns: Any) -> str | None:
+        [(row,)] = db.query("SELECT name FROM users WHERE id = 1")
+        if read(cache, db, 1) != row:
+            return f"after everyone, a read disagrees with the DB's {row!r}"
+        if "R" in returns and returns.finished_before("W", "R") and returns["R"] != row:
+            return f"R began after the write and returned {returns['R']!r}"
+        return None
+
+    scenarios = {
+        "two writers": {"A": lambda c, d: write(c, d, 1, "A"),
+                        "B": lambda c, d: write(c, d, 1, "B")},
+        "writer + reader": {"W": lambda c, d: write(c, d, 1, "new"),
+                            "R": lambda c, d: read(c, d, 1)},
+    }
+    verdicts = {}
+    for scenario, actors in scenarios.items():
+        # A cold cache for the reader: the reader race needs a miss.
+        start = setup if scenario == "two writers" else lambda c, d: d.add_user(1, "old")
+        result = explore(actors, start, check, reduce=False)
+        verdicts[scenario] = (len(result.bad), result.total)
+    return verdicts
+# --8<-- [end:predict]
+
+
+def print_predictions(names: Iterable[str] | None = None) -> None:
+    print(f"{'strategy':<22}{'two writers':>16}{'writer + reader':>18}")
+    for name in names or strategies():
+        cells = [f"{bad} bad of {total}" for bad, total in predict(name).values()]
+        print(f"{name:<22}{cells[0]:>16}{cells[1]:>18}")
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
     lines = [
         f"{'strategy':<22}{'reads':>8}{'writes':>8}"

@@ -9,7 +9,10 @@ for a real Redis).
 from __future__ import annotations
 
 import json
+import re
 import secrets
+from collections.abc import Callable
+from typing import Any
 
 from snippets.backends import DEFAULT_TTL, Cache, Database, check_ttl, make_cache, make_db, user_key
 
@@ -168,6 +171,116 @@ def count_hit_unsafe(cache: Cache, name: str) -> int:
     cache.set(key, value)
     return value
 # --8<-- [end:counter]
+
+
+# Every claim above, checked against every interleaving by the explorer. Not part of the
+# pattern: copy the sections above, not this.
+
+
+def _user_claims() -> dict[str, tuple[dict, Callable, Callable]]:
+    from snippets import cache_aside
+
+    def warm(cache: Cache, db: Database) -> None:  # "old" in the DB and in the cache
+        db.add_user(1, "old")
+        get_user(cache, db, 1)
+
+    def cold(cache: Cache, db: Database) -> None:  # "old" in the DB, nothing cached
+        db.add_user(1, "old")
+
+    def fresh(cache: Cache, db: Database, returns: Any) -> str | None:
+        """Nothing or the DB's value in the cache at the end, and no reader that
+        began after the write finished got the old value."""
+        cached = cache.get("user:1")
+        [(row,)] = db.query("SELECT name FROM users WHERE id = 1")
+        if cached is not None and cached != row:
+            return f"the cache holds {cached!r} but the DB says {row!r}"
+        if "R" in returns and returns.finished_before("W", "R") and returns["R"] != row:
+            return f"R began after the write and returned {returns['R']!r}"
+        return None
+
+    claims = {}
+    for label, (read, write) in {
+        "cache-aside": (cache_aside.get_user, cache_aside.update_user),
+        "production pattern": (get_user, update_user),
+    }.items():
+        claims[f"two writers, {label}"] = (
+            {"A": lambda c, d, w=write: w(c, d, 1, "A"),
+             "B": lambda c, d, w=write: w(c, d, 1, "B")}, warm, fresh)
+        claims[f"writer + reader, {label}"] = (
+            {"W": lambda c, d, w=write: w(c, d, 1, "new"),
+             "R": lambda c, d, r=read: r(c, d, 1)}, cold, fresh)
+    return claims
+
+
+def _safe_use_claims() -> dict[str, tuple[dict, Callable, Callable]]:
+    def old_flags(cache: Cache, db: Database) -> None:
+        create_flags_table(db)
+        db.execute("INSERT INTO flags (id, doc) VALUES (1, ?)", ('{"beta": false}',))
+
+    def flags_match(cache: Cache, db: Database, returns: Any) -> str | None:
+        cached = cache.get(FLAGS_KEY)
+        [(doc,)] = db.query("SELECT doc FROM flags WHERE id = 1")
+        if cached is not None and cached != doc:
+            return f"the cache holds {cached} but the DB says {doc}"
+        return None
+
+    def counted_two(cache: Cache, db: Database, returns: Any) -> str | None:
+        value = cache.get("counter:home")
+        return None if value == "2" else f"two increments, counter = {value}"
+
+    on, off = {"beta": True}, {"beta": False}
+    return {
+        "flags, one admin + a reader": (
+            {"W": lambda c, d: set_flags(c, d, on), "R": lambda c, d: get_flags(c, d)},
+            old_flags, flags_match),
+        "flags, two admins": (
+            {"A": lambda c, d: set_flags(c, d, on), "B": lambda c, d: set_flags(c, d, off)},
+            old_flags, flags_match),
+        "counter, INCR twice": (
+            {"A": lambda c, d: count_hit(c, "home"), "B": lambda c, d: count_hit(c, "home")},
+            None, counted_two),
+        "counter, GET then SET twice": (
+            {"A": lambda c, d: count_hit_unsafe(c, "home"),
+             "B": lambda c, d: count_hit_unsafe(c, "home")},
+            None, counted_two),
+    }
+
+
+def explore_claims(group: str) -> list[tuple[str, int, int]]:
+    """(claim, schedules, bad ones) for ``group`` "user" or "safe uses": every
+    interleaving of the actors' steps, on make_cache() (Redis if REDIS_URL is set)."""
+    from snippets.explorer import explore  # the proof tool, not part of the pattern
+
+    groups = {"user": _user_claims, "safe uses": _safe_use_claims}
+    if group not in groups:
+        raise LookupError(f"unknown group {group!r}; known: {', '.join(groups)}")
+    rows = []
+    for claim, (actors, setup, check) in groups[group]().items():
+        result = explore(actors, setup, check, reduce=False, make_cache=make_cache)
+        rows.append((claim, result.total, len(result.bad)))
+    return rows
+
+
+def print_claims(group: str) -> None:
+    print(f"{'scenario':<38}{'schedules':>10}{'bad':>5}")
+    for claim, total, bad in explore_claims(group):
+        print(f"{claim:<38}{total:>10}{bad:>5}")
+
+
+
+def race_refused() -> str:
+    """The reader race replayed on the production paths, as a Mermaid diagram. The lease
+    token is random: the diagram calls it t1, and the Lua script by its name."""
+    from snippets.explorer import replay
+
+    actors, setup, check = _user_claims()["writer + reader, production pattern"]
+    run = replay(actors, setup, "R R R W W R", check=check)
+    text = run.mermaid({"W": "Writer", "R": "Reader"})
+    text = re.sub(r'EVAL ".*?" 2', "EVAL fill-if-lease-held 2", text)
+    tokens = dict.fromkeys(re.findall(r'"([0-9a-f]{16})"', text))
+    for number, token in enumerate(tokens, 1):
+        text = text.replace(token, f"t{number}")
+    return text + "\n    Note over R: user:1 stays empty, the next read loads new"
 
 
 def main() -> None:

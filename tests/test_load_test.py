@@ -174,3 +174,17 @@ def test_main_prints_the_table(capsys, monkeypatch):
     assert out[1].split()[:3] == ["strategy", "reads", "writes"]
     assert out[2].split()[:4] == ["production", "pattern", "40", "40"]
     assert rows[0]["stale_keys"] == 0
+
+
+# --- the explorer's prediction, next to the measurement ---------------------------------------
+
+
+def test_prediction_for_the_production_pattern_and_cache_aside():
+    assert load_test.predict(PRODUCTION) == {"two writers": (0, 6), "writer + reader": (0, 15)}
+    # Invalidate-on-write: only R R W W R (read old, then the write, then the late SET).
+    assert load_test.predict("invalidate-on-write")["writer + reader"] == (1, 10)
+
+
+def test_prediction_of_an_unknown_strategy_is_a_lookup_error():
+    with pytest.raises(LookupError, match="unknown strategy 'magic'"):
+        load_test.predict("magic")

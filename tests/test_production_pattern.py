@@ -300,3 +300,60 @@ def test_narration(capsys, monkeypatch):
     lines = capsys.readouterr().out.splitlines()
     assert lines[3].startswith("race  late fill of 'Ada Lovelace' refused: True")
     assert lines[-1].endswith("'Countess of Lovelace'")
+
+
+# --- every interleaving, by the explorer ------------------------------------------------------
+
+
+def test_explorer_finds_the_reader_race_in_cache_aside_and_none_in_the_production_pattern():
+    rows = {claim: (total, bad) for claim, total, bad in production_pattern.explore_claims("user")}
+    # Writers: UPDATE, DEL each -> 4!/(2!2!) = 6 orders; deletes commute, so none is bad.
+    assert rows["two writers, cache-aside"] == (6, 0)
+    assert rows["two writers, production pattern"] == (6, 0)
+    # Cache-aside reader: GET, SELECT, SET (3 steps) vs UPDATE, DEL: 5!/(3!2!) = 10 orders;
+    # only R R W W R (read old before the write, set after its DEL) is bad.
+    assert rows["writer + reader, cache-aside"] == (10, 1)
+    # The lease adds a step (GET, SET NX, SELECT, EVAL): 6!/(4!2!) = 15 orders, none bad.
+    assert rows["writer + reader, production pattern"] == (15, 0)
+
+
+def test_production_pattern_holds_for_a_writer_and_two_readers():
+    from snippets.explorer import cache_matches_db, explore
+
+    def cold(cache, db):
+        db.add_user(1, "old")
+
+    actors = {
+        "W": lambda c, d: update_user(c, d, 1, "new"),
+        "R1": lambda c, d: get_user(c, d, 1),
+        "R2": lambda c, d: get_user(c, d, 1),
+    }
+    result = explore(actors, cold, cache_matches_db)
+    assert result.total > 50 and result.bad == []
+
+
+def test_explorer_proves_each_safe_use_and_what_breaks_it():
+    rows = {c: (t, b) for c, t, b in production_pattern.explore_claims("safe uses")}
+    assert rows["flags, one admin + a reader"] == (10, 0)
+    # Two admins: bad when their SETs land in the opposite order of their DB writes.
+    assert rows["flags, two admins"] == (6, 2)
+    assert rows["counter, INCR twice"] == (2, 0)
+    # GET, SET each: bad whenever both GETs come before the second SET: 4 of 6.
+    assert rows["counter, GET then SET twice"] == (6, 4)
+
+
+def test_explore_claims_rejects_an_unknown_group():
+    with pytest.raises(LookupError, match="unknown group 'sessions'; known: user, safe uses"):
+        production_pattern.explore_claims("sessions")
+
+
+def test_the_generated_diagram_is_deterministic_and_on_the_page():
+    from pathlib import Path
+
+    diagram = production_pattern.race_refused()
+    assert diagram == production_pattern.race_refused()  # random tokens are renamed
+    assert "a0->>R: DEL user:1 user:1:lease" in diagram
+    assert "R-->>a1: 0" in diagram  # the late fill is refused
+    page = Path(__file__).parent.parent / "docs/concurrency/production-pattern.md"
+    marker = "<!-- diagram: snippets.production_pattern:race_refused -->\n```mermaid\n"
+    assert marker + diagram + "\n```" in page.read_text(encoding="utf-8")
