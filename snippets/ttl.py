@@ -80,13 +80,12 @@ class ClockedCache:
         return (remaining_ms + 500) // 1000  # Redis rounds to the nearest second
 
     def expire(self, key: str, seconds: int) -> bool:
+        if isinstance(seconds, bool) or not isinstance(seconds, int):
+            raise ValueError(f"seconds must be an integer, got {seconds!r}")
         entry = self._live(key)
         if entry is None:
             return False
-        if seconds <= 0:
-            del self._entries[key]  # an expiry time already past deletes at once
-        else:
-            self._entries[key] = (entry[0], self.clock() + seconds)
+        self._entries[key] = (entry[0], self.clock() + seconds)  # <= 0: expired already
         return True
 
     def persist(self, key: str) -> bool:
@@ -240,12 +239,14 @@ def print_stale_window_table(ttls: list[int]) -> None:
 
 
 def print_expiry_spread(n_keys: int, ttl: int, jitters: list[float], seed: int = 0) -> None:
-    """One line per jitter: the seconds in which misses happened, and the worst second."""
+    """One row per jitter: the misses, the seconds they fell in, and the worst second."""
+    print("jitter  misses  seconds  when        peak misses in one second")
     for jitter in jitters:
         misses = {s: n for s, n in expiry_spread(n_keys, ttl, jitter, seed).items() if n}
-        seconds = f"t={min(misses)}..{max(misses)} s" if len(misses) > 1 else f"t={min(misses)} s"
-        print(f"jitter {jitter:>4.0%}: {sum(misses.values())} misses over {len(misses):>2} "
-              f"second(s), {seconds:<12} peak {max(misses.values()):>4} misses in one second")
+        first, last = min(misses), max(misses)
+        when = f"t={first}..{last} s" if first != last else f"t={last} s"
+        print(f"{jitter:>6.0%}  {sum(misses.values()):>6}  {len(misses):>7}  {when:<10}  "
+              f"{max(misses.values()):>25}")
 
 
 def main() -> None:
@@ -257,20 +258,21 @@ def main() -> None:
     def read(truth: str) -> None:
         reads_before = db.reads
         name = get_user(cache, db, 1, ttl=60)
-        how = "miss: DB read, SET EX 60" if db.reads > reads_before else "hit"
-        stale = "  (stale: the DB says " + repr(truth) + ")" if name != truth else ""
-        print(f"t={clock():>3.0f}s  read  user:1  {how:<24} -> {name!r}{stale}")
+        how = "miss, SET EX 60" if db.reads > reads_before else "hit"
+        stale = f"  stale, the DB has {truth!r}" if name != truth else ""
+        print(f"t={clock():>3.0f}s  read: {how:<15} -> {name!r}{stale}")
 
     read("Ada")
     clock.advance(10)
     update_user(db, 1, "Ada Lovelace")
-    print(f"t={clock():>3.0f}s  write user:1  UPDATE only, cache untouched")
+    print(f"t={clock():>3.0f}s  write: UPDATE only, the cache is not told")
     read("Ada Lovelace")
     clock.advance(49)
     read("Ada Lovelace")
     clock.advance(1)
     read("Ada Lovelace")
     print("stale for 50 s: from the write at t=10 until the entry expired at t=60")
+    print("1000 keys stored at t=0 with a TTL of 60 s, each read once a second:")
     print_expiry_spread(1000, 60, [0.0, 0.1])
 
 

@@ -196,6 +196,14 @@ def test_the_model_refuses_bad_expiry_options_and_stores_nothing(model, options)
     assert model.get("k") is None
 
 
+@pytest.mark.parametrize("bad", [1.5, "60", None, True])
+def test_the_model_refuses_a_non_integer_expire_and_keeps_the_ttl(model, bad):
+    model.set("k", "v", ex=60)
+    with pytest.raises(ValueError, match="seconds must be an integer"):
+        model.expire("k", bad)
+    assert model.ttl("k") == 60
+
+
 def test_the_model_needs_a_clock():
     with pytest.raises(TypeError, match="clock must be callable"):
         ClockedCache(0.0)
@@ -405,8 +413,8 @@ def test_the_fault_passes_everything_but_delete_through(cache):
 def test_the_narration_shows_the_stale_window_and_the_spread(capsys):
     ttl.main()
     lines = capsys.readouterr().out.splitlines()
-    stale = [line for line in lines if "(stale:" in line]
-    assert [line[:6] for line in stale] == ["t= 10s", "t= 59s"]
-    assert lines[4].startswith("t= 60s") and lines[4].endswith("'Ada Lovelace'")
+    assert [line[:6] for line in lines if "stale, the DB has" in line] == ["t= 10s", "t= 59s"]
+    assert lines[4].startswith("t= 60s  read: miss") and lines[4].endswith("'Ada Lovelace'")
     assert "stale for 50 s" in lines[5]
-    assert "peak 1000 misses" in lines[6] and "peak  165 misses" in lines[7]
+    assert lines[-2].split() == ["0%", "1000", "1", "t=60", "s", "1000"]
+    assert lines[-1].split() == ["10%", "1000", "7", "t=54..60", "s", "165"]
