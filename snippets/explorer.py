@@ -202,16 +202,16 @@ class _ActorThread:
         if self.aborted:
             raise _Aborted
 
-    def record(self, target: str, op: str, result: Any, failed: bool = False) -> None:
+    def record(self, target: str, op: str, shown: str, failed: bool = False) -> None:
         assert self.run is not None
         steps = self.run.steps
         self.run.returns.began.setdefault(self.name, len(steps))
         self.run.returns.ended[self.name] = len(steps)
-        steps.append(Step(self.name, target, op, _show(result), failed))
+        steps.append(Step(self.name, target, op, shown, failed))
 
 
 def _step(target: str, op: Callable[[], str], footprint: Callable[[], Footprint],
-          call: Callable[[], Any]) -> Any:
+          call: Callable[[], Any], show: Callable[[Any], str] | None = None) -> Any:
     """Run ``call`` as one scheduled step of the current actor (directly outside actors)."""
     actor: _ActorThread | None = getattr(_local, "actor", None)
     if actor is None or actor.in_step:
@@ -224,11 +224,11 @@ def _step(target: str, op: Callable[[], str], footprint: Callable[[], Footprint]
     try:
         result = call()
     except Exception as error:
-        actor.record(target, text, error, failed=True)
+        actor.record(target, text, _show(error), failed=True)
         raise
     finally:
         actor.in_step = False
-    actor.record(target, text, result)
+    actor.record(target, text, (show or _show)(result))
     return result
 
 
@@ -291,11 +291,11 @@ def instrument_db(db: Database) -> Database:
 
     def query(sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         return _step("db", lambda: _sql_text(sql, params), lambda: DB_READ,
-                     lambda: real_query(sql, params))
+                     lambda: real_query(sql, params), show=_rows)
 
     def execute(sql: str, params: Sequence[Any] = ()) -> int:
         return _step("db", lambda: _sql_text(sql, params), lambda: DB_WRITE,
-                     lambda: real_execute(sql, params))
+                     lambda: real_execute(sql, params), show=_rows_changed)
 
     @contextmanager
     def transaction() -> Iterator[Database]:
@@ -310,7 +310,8 @@ def instrument_db(db: Database) -> Database:
             with real_transaction() as tx:
                 yield tx
         except Exception as error:
-            actor.record("db", ", ".join(["BEGIN", *actor.inner, "ROLLBACK"]), error, failed=True)
+            actor.record("db", ", ".join(["BEGIN", *actor.inner, "ROLLBACK"]), _show(error),
+                         failed=True)
             raise
         finally:
             actor.in_step = False
@@ -358,6 +359,16 @@ def _show_value(value: Any) -> str:
     return _quote(value) if isinstance(value, (str, bytes)) else str(value)
 
 
+def _rows_changed(count: int) -> str:
+    return f"{count} row changed" if count == 1 else f"{count} rows changed"
+
+
+def _rows(rows: list[tuple]) -> str:
+    if not rows:
+        return "no rows"
+    return " / ".join(", ".join(_show_value(value) for value in row) for row in rows)
+
+
 def _show(result: Any) -> str:
     """A step's result in a few words."""
     if isinstance(result, redis.WatchError):
@@ -369,9 +380,7 @@ def _show(result: Any) -> str:
     if result is True:
         return "OK"
     if isinstance(result, list):
-        if all(isinstance(row, tuple) for row in result) and result:
-            return ", ".join(" ".join(_show_value(v) for v in row) for row in result)
-        return ", ".join(_show(item) for item in result) if result else "no rows"
+        return ", ".join(_show(item) for item in result) if result else "empty"
     if isinstance(result, (str, bytes)):
         return _quote(result)
     return str(result)
@@ -532,7 +541,8 @@ class Run:
     returns: Returns
     cache: Cache
     db: Database
-    verdict: str | None = None  # None: the invariant holds
+    verdict: str | None = None  # None: the invariant holds (or there was no check)
+    checked: bool = False
 
     def mermaid(self, labels: Mapping[str, str] | None = None) -> str:
         """This run as a Mermaid sequence diagram, drawn from the recorded steps."""
@@ -567,7 +577,7 @@ def replay(actors: Mapping[str, Actor], setup: Actor | None, schedule: Schedule 
         raise ValueError(f"schedule {str(wanted)!r} has {len(wanted)} steps, but every "
                          f"actor finished after {len(ran)}")
     verdict = check(run.cache, run.db, run.returns) if check else None
-    return Run(ran, run.steps, run.returns, run.cache, run.db, verdict)
+    return Run(ran, run.steps, run.returns, run.cache, run.db, verdict, check is not None)
 # --8<-- [end:run]
 
 
@@ -645,8 +655,8 @@ def explore(actors: Mapping[str, Actor], setup: Actor | None = None,
                 if total > max_schedules:
                     raise RuntimeError(f"more than {max_schedules} schedules: give fewer or "
                                        "shorter actors, or raise max_schedules")
+                described = describe(run.cache, run.db, run.returns)  # before check reads
                 verdict = check(run.cache, run.db, run.returns) if check else None
-                described = describe(run.cache, run.db, run.returns)
                 outcomes[described] += 1
                 examples.setdefault(described, schedule)
                 verdicts.setdefault(described, verdict)
@@ -719,8 +729,9 @@ def _mermaid(run: Run, labels: dict[str, str]) -> str:
         lines.append(f"    {where}{'--x' if step.failed else '-->>'}{who}: {_mermaid_text(step.result)}")
         for name in finishing.get(index, []):
             lines.append(f"    Note over {ids[name]}: {_mermaid_text(_returned(run.returns[name]))}")
-    if run.verdict is not None:
-        lines.append(f"    Note over R,D: {_mermaid_text(run.verdict)}")
+    if run.checked:
+        verdict = run.verdict or "consistent: the cache holds nothing or what the DB holds"
+        lines.append(f"    Note over R,D: {_mermaid_text(verdict)}")
     return "\n".join(lines)
 
 
