@@ -136,7 +136,7 @@ class CacheService:
 # --8<-- [end:consume]
 
 
-def _check_seconds(name: str, value: int, minimum: int = 0) -> int:
+def _check_int(name: str, value: int, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return value
@@ -161,8 +161,8 @@ class DelayWindow(NamedTuple):
 def event_delay_window(backlog: int, per_second: int) -> DelayWindow:
     """Commit at t=0 behind ``backlog`` waiting events; each second the consumer applies
     ``per_second`` events, then a reader reads, until it sees the new name."""
-    _check_seconds("backlog", backlog)
-    _check_seconds("per_second", per_second, 1)
+    _check_int("backlog", backlog)
+    _check_int("per_second", per_second, 1)
     clock, cache, db, queue = _world()
     service = CacheService(cache, queue, clock)
     for other_id in range(2, backlog + 2):  # other users' changes, not yet consumed
@@ -184,7 +184,7 @@ def lost_event_window(ttl: int, write_at: int) -> int:
     second's read, while the consumer is disconnected.
     """
     check_ttl(ttl)
-    if _check_seconds("write_at", write_at) >= ttl:
+    if _check_int("write_at", write_at) >= ttl:
         raise ValueError(f"write_at must be before the TTL ends ({ttl}), got {write_at!r}")
     clock, cache, db, queue = _world(ttl)
     service = CacheService(cache, queue, clock)
@@ -205,7 +205,7 @@ def lost_event_window(ttl: int, write_at: int) -> int:
 def orders_ending_right(n_updates: int, mode: str) -> tuple[int, int]:
     """Deliver ``n_updates`` events of one user in every possible order; return how many
     orders leave a reader seeing the DB's final name, out of how many orders."""
-    _check_seconds("n_updates", n_updates, 1)
+    _check_int("n_updates", n_updates, 1)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     right = total = 0

@@ -17,7 +17,9 @@ from typing import Any, NamedTuple
 import redis
 
 from snippets import cache_aside
-from snippets.backends import DEFAULT_TTL, Cache, Clock, Database, FakeClock, check_ttl, make_db
+from snippets.backends import (
+    DEFAULT_TTL, Cache, Clock, Database, FakeClock, check_ttl, make_db, user_key,
+)
 
 
 # --8<-- [start:model]
@@ -130,7 +132,7 @@ def get_user(cache: Cache | ClockedCache, db: Database, user_id: int, ttl: int =
 # --8<-- [start:write]
 def update_user(db: Database, user_id: int, name: str) -> None:
     """TTL-only invalidation: update the DB and leave the cache alone; it expires by itself."""
-    cache_aside.user_key(user_id)  # validates the id
+    user_key(user_id)  # validates the id
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string, got {name!r}")
     changed = db.execute(

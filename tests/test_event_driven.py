@@ -11,6 +11,7 @@ import inspect
 import math
 
 import pytest
+import redis
 
 from snippets import event_driven
 from snippets.backends import FakeClock
@@ -19,7 +20,7 @@ from snippets.event_driven import (
     CacheService, EventQueue, UserUpdated, apply_event, event_delay_window, lost_event_window,
     orders_ending_right, update_user,
 )
-from snippets.ttl import ClockedCache
+from snippets.ttl import ClockedCache, DeletesLost
 
 
 @pytest.fixture
@@ -205,6 +206,16 @@ def test_a_lost_event_is_stale_exactly_until_the_ttl(ada, clock, queue):
     assert get_user(model, ada, 1, ttl=60) == "Ada"
     clock.advance(0.001)
     assert get_user(model, ada, 1, ttl=60) == "Ada Lovelace"
+
+
+def test_a_consumer_that_fails_after_taking_the_event_loses_it(cache, ada, clock, queue):
+    get_user(cache, ada, 1, ttl=60)
+    update_user(ada, queue, clock, 1, "Ada Lovelace")
+    with pytest.raises(redis.ConnectionError, match="injected fault"):
+        CacheService(DeletesLost(cache), queue, clock).step()
+    assert len(queue) == 0  # taken, not applied: nothing left to retry
+    assert get_user(cache, ada, 1, ttl=60) == "Ada"
+    assert 0 < cache.ttl("user:1") <= 60  # stale until the TTL
 
 
 @pytest.mark.parametrize("write_at, window", [(0, 60), (10, 50), (30, 30), (59, 1)])
