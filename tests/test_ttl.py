@@ -7,9 +7,10 @@ time to pass runs on ClockedCache, the clocked model, which is checked against R
 
 from __future__ import annotations
 
-import importlib
 import math
 import random
+import subprocess
+import sys
 import time
 
 import pytest
@@ -370,9 +371,12 @@ def test_the_measurements_leave_the_global_random_state_alone():
     assert random.getstate() == state
 
 
-def test_importing_the_module_prints_nothing(capsys):
-    importlib.reload(ttl)
-    assert capsys.readouterr().out == ""
+def test_importing_the_module_prints_and_writes_nothing(tmp_path):
+    # a fresh interpreter, so the import really runs; in an empty directory, to see any file
+    done = subprocess.run([sys.executable, "-c", "import snippets.ttl"], cwd=tmp_path,
+                          capture_output=True, text=True, check=True)
+    assert (done.stdout, done.stderr) == ("", "")
+    assert list(tmp_path.iterdir()) == []
 
 
 # --- the safety net beneath the other patterns -------------------------------------------
