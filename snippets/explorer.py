@@ -295,7 +295,7 @@ def instrument_db(db: Database) -> Database:
 
     def execute(sql: str, params: Sequence[Any] = ()) -> int:
         return _step("db", lambda: _sql_text(sql, params), lambda: DB_WRITE,
-                     lambda: real_execute(sql, params), show=_rows_changed)
+                     lambda: real_execute(sql, params))  # shown as the rows changed
 
     @contextmanager
     def transaction() -> Iterator[Database]:
@@ -357,10 +357,6 @@ def _sql_text(sql: str, params: Sequence[Any]) -> str:
 
 def _show_value(value: Any) -> str:
     return _quote(value) if isinstance(value, (str, bytes)) else str(value)
-
-
-def _rows_changed(count: int) -> str:
-    return f"{count} row changed" if count == 1 else f"{count} rows changed"
 
 
 def _rows(rows: list[tuple]) -> str:
@@ -729,9 +725,8 @@ def _mermaid(run: Run, labels: dict[str, str]) -> str:
         lines.append(f"    {where}{'--x' if step.failed else '-->>'}{who}: {_mermaid_text(step.result)}")
         for name in finishing.get(index, []):
             lines.append(f"    Note over {ids[name]}: {_mermaid_text(_returned(run.returns[name]))}")
-    if run.checked:
-        verdict = run.verdict or "consistent: the cache holds nothing or what the DB holds"
-        lines.append(f"    Note over R,D: {_mermaid_text(verdict)}")
+    if run.verdict is not None:
+        lines.append(f"    Note over R,D: {_mermaid_text(run.verdict)}")
     return "\n".join(lines)
 
 

@@ -112,8 +112,8 @@ def test_replay_runs_exactly_that_schedule_every_time():
     again = replay(WRITERS, old_user, Schedule.parse("A B B A"), check=cache_matches_db)
     assert first.steps == again.steps
     assert [str(step) for step in first.steps] == [
-        'A: UPDATE users SET name = "A" WHERE id = 1 -> 1 row changed',
-        'B: UPDATE users SET name = "B" WHERE id = 1 -> 1 row changed',
+        'A: UPDATE users SET name = "A" WHERE id = 1 -> 1',
+        'B: UPDATE users SET name = "B" WHERE id = 1 -> 1',
         'B: SET user:1 "B" -> OK',
         'A: SET user:1 "A" -> OK',
     ]
