@@ -260,6 +260,12 @@ def test_update_style_applied_out_of_order_leaves_the_cache_wrong(cache, ada, tw
     assert name_in_db(ada) == "Countess of Lovelace"
 
 
+def test_an_update_style_set_keeps_the_ttl_safety_net(cache):
+    apply_event(cache, UserUpdated(1, "Ada Lovelace", 2, 0.0), mode="update", ttl=60)
+    assert cache.get("user:1") == "Ada Lovelace"
+    assert 0 < cache.ttl("user:1") <= 60
+
+
 def test_update_style_in_order_is_right(cache, ada, two_renames):
     for event in two_renames:
         apply_event(cache, event, mode="update")
