@@ -284,6 +284,7 @@ class SimDatabase:
 
 
 # --- The load: N readers of one hot key that expires ---------------------------------------
+# --8<-- [start:load]
 @dataclass(frozen=True)
 class Load:
     """What is modelled. Times in seconds of virtual time."""
@@ -298,6 +299,7 @@ class Load:
     db_connections: int = 10  # the database serves this many queries at once; others queue
     ttl: int = 10  # TTL of a reloaded value: it does not expire again during the run
     seed: int = 1  # for XFetch's random draws
+# --8<-- [end:load]
 
     def __post_init__(self) -> None:
         for name in ("readers", "processes", "db_connections", "ttl"):
