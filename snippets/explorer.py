@@ -210,16 +210,17 @@ class _ActorThread:
         steps.append(Step(self.name, target, op, shown, failed))
 
 
+# --8<-- [start:step]
 def _step(target: str, op: Callable[[], str], footprint: Callable[[], Footprint],
           call: Callable[[], Any], show: Callable[[Any], str] | None = None) -> Any:
-    """Run ``call`` as one scheduled step of the current actor (directly outside actors)."""
+    """Run ``call`` as one scheduled step of the actor on this thread."""
     actor: _ActorThread | None = getattr(_local, "actor", None)
-    if actor is None or actor.in_step:
+    if actor is None or actor.in_step:  # setup, a check, or a call inside a transaction
         if actor is not None and actor.inner is not None:
             actor.inner.append(op())
         return call()
     text = op()
-    actor.wait_turn(footprint())
+    actor.wait_turn(footprint())  # pause here until the scheduler picks this actor
     actor.in_step = True
     try:
         result = call()
@@ -230,6 +231,7 @@ def _step(target: str, op: Callable[[], str], footprint: Callable[[], Footprint]
         actor.in_step = False
     actor.record(target, text, (show or _show)(result))
     return result
+# --8<-- [end:step]
 
 
 def instrument_cache(cache: Cache) -> Cache:
@@ -665,6 +667,7 @@ def explore(actors: Mapping[str, Actor], setup: Actor | None = None,
 # --8<-- [end:explore]
 
 
+# --8<-- [start:sleep]
 @dataclass
 class _Choice:
     """One decision point: who could run, who is asleep, who runs, who has been tried."""
@@ -682,6 +685,7 @@ class _Choice:
         step = self.pending[self.chosen]
         candidates = {**self.asleep, **{name: self.pending[name] for name in self.tried}}
         return {name: fp for name, fp in candidates.items() if not dependent(fp, step)}
+# --8<-- [end:sleep]
 
 
 def _backtrack(path: list[_Choice]) -> bool:
@@ -797,6 +801,13 @@ def cache_matches_db(cache: Cache, db: Database, returns: Returns) -> str | None
 # --8<-- [end:example]
 
 
+def lost_update() -> Run:
+    """The first bad schedule the explorer reports for the two writers, replayed."""
+    writers = {"A": writer("A"), "B": writer("B")}
+    result = explore(writers, old_user, cache_matches_db)
+    return replay(writers, old_user, result.bad[0], check=cache_matches_db)
+
+
 def _writer_actors(count: int, steps: int) -> dict[str, Actor]:
     """One writer (UPDATE, DEL, UPDATE, DEL ...) and cache-aside readers."""
     from snippets.cache_aside import get_user
@@ -848,7 +859,8 @@ def main(argv: Sequence[str] = ()) -> None:
     if "--bench" in argv:
         bench()
     elif "--diagrams" in argv:
-        pages = sorted(DOCS.rglob("*.md"))
+        named = [Path(arg) for arg in argv if not arg.startswith("--")]
+        pages = named or sorted(DOCS.rglob("*.md"))
         changed = update_diagrams(pages, write="--check" not in argv)
         verb = "differs" if "--check" in argv else "rewritten"
         print("\n".join(f"{verb}: {c}" for c in changed) or "every generated diagram is up to date")

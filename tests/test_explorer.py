@@ -356,3 +356,12 @@ def test_returns_are_a_dict_with_timing():
     returns = Returns()
     returns["A"] = 1
     assert dict(returns) == {"A": 1} and returns.began == {} and returns.ended == {}
+
+
+def test_the_pages_diagram_is_the_replay_of_the_first_bad_schedule():
+    page = explorer.DOCS / "concurrency" / "explorer.md"
+    [(ref, text)] = explorer.page_diagrams(page)
+    assert ref == "snippets.explorer:lost_update"
+    assert text == explorer.render(ref)
+    check_mermaid(text)
+    assert str(explorer.lost_update().schedule) == "A B B A"
