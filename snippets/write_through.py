@@ -9,6 +9,7 @@ add ``REDIS_URL=redis://127.0.0.1:6379/0`` for a real Redis).
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from snippets.backends import (
     make_db,
     user_key,
 )
+from snippets.explorer import Actor, Returns, replay
 from snippets.cache_aside import get_user as cache_aside_get_user
 from snippets.cache_aside import update_user as cache_aside_update_user
 
@@ -213,6 +215,52 @@ def set_if_newer_watch(
             except redis.WatchError:
                 continue  # the key changed under us: compare again
 # --8<-- [end:watch]
+
+
+# --8<-- [start:explore]
+Writer = Callable[[Cache, Database, int, str], object]
+
+
+def writers(write: Writer, *names: str) -> dict[str, Actor]:
+    """One actor per name, each writing its own name to user 1."""
+    if not names:
+        raise ValueError("give at least one writer name")
+    return {name: lambda cache, db, name=name: write(cache, db, 1, name)
+            for name in names}
+
+
+def old_user(cache: Cache, db: Database) -> None:
+    db.add_user(1, "old")
+
+
+def cache_matches_db(cache: Cache, db: Database, returns: Returns) -> str | None:
+    """Once everyone is done, the cache holds nothing or the DB's name."""
+    cached = cache.hget(user_key(1), "name")
+    [(name,)] = db.query("SELECT name FROM users WHERE id = 1")
+    if cached is not None and cached != name:
+        return f"the cache holds {cached!r} but the DB says {name!r}"
+    return None
+
+
+def outcome(cache: Cache, db: Database, returns: Returns) -> str:
+    [(name,)] = db.query("SELECT name FROM users WHERE id = 1")
+    return f"cache {cache.hget(user_key(1), 'name')!r}, DB {name!r}"
+
+
+def race_unordered() -> str:
+    """A commits first but sets last: the diagram on the page, from a real run."""
+    run = replay(writers(update_user_db_first, "A", "B"), old_user, "A B B A",
+                 check=cache_matches_db)
+    return run.mermaid({"A": "Writer A", "B": "Writer B"})
+
+
+def race_versioned() -> str:
+    """The same schedule with versioned sets: A's late set is refused."""
+    run = replay(writers(update_user, "A", "B"), old_user, "A B B A",
+                 check=cache_matches_db)
+    diagram = run.mermaid({"A": "Writer A", "B": "Writer B"})
+    return re.sub(r'EVAL "[^"]*"', "EVAL set-if-newer", diagram)  # not the script
+# --8<-- [end:explore]
 
 
 # --8<-- [start:bench]

@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+from itertools import permutations
+from pathlib import Path
 
 import pytest
 import redis
 
-from snippets import write_through
+from snippets import explorer, write_through
+from snippets.backends import backend_name, make_fake_cache, make_redis_cache
+from snippets.explorer import explore
 from snippets.write_through import (
     Intercept,
+    cache_matches_db,
     cost,
     counting,
     fail,
     get_user,
+    old_user,
     set_if_newer,
     set_if_newer_watch,
     update_user,
     update_user_cache_first,
     update_user_db_first,
+    writers,
 )
 
 DB_DOWN = sqlite3.OperationalError("injected: database is locked")
@@ -172,6 +180,85 @@ def test_a_slow_reader_cannot_put_back_an_older_row(cache, ada):
     slow_reader = Intercept(cache, "eval", lambda: update_user(cache, ada, 1, "Ada L"))
     assert get_user(slow_reader, ada, 1) == "Ada"  # what it read, before the write
     assert cached(cache) == {"name": "Ada L", "version": "2"}
+
+
+# --- every interleaving, by the explorer --------------------------------------------------
+
+
+def explorer_cache(cache):
+    """The explorer makes a fresh cache per schedule, on the backend under test."""
+    if backend_name(cache) == "redis":
+        url = os.environ["REDIS_URL"]
+        return lambda: make_redis_cache(url)
+    return make_fake_cache
+
+
+def two_step_model(writers_count):
+    """The expected counts, from a model of the two-step writers rather than from the
+    code: each writer takes a first and a second step (one on the DB, one on the cache,
+    in either order). The DB ends with whoever took the last DB step and the cache with
+    whoever took the last cache step; they disagree when those are different writers."""
+    schedules = set(permutations([w for w in range(writers_count) for _ in (0, 1)]))
+    bad = 0
+    for schedule in schedules:
+        firsts, seconds, started = [], [], set()
+        for who in schedule:
+            (seconds if who in started else firsts).append(who)
+            started.add(who)
+        bad += firsts[-1] != seconds[-1]
+    return len(schedules), bad
+
+
+def test_the_model_counts():
+    assert two_step_model(2) == (6, 2)  # A B B A and B A A B
+    assert two_step_model(3)[0] == 90  # 6! / (2! 2! 2!)
+
+
+@pytest.mark.parametrize(
+    "write, unordered",
+    [(update_user_cache_first, True), (update_user_db_first, True), (update_user, False)],
+)
+def test_every_interleaving_of_concurrent_writers(cache, write, unordered):
+    """Unordered designs fail exactly where the model says; the versioned one never."""
+    (_, bad_of_two), (_, bad_of_three) = two_step_model(2), two_step_model(3)
+    if not unordered:
+        bad_of_two = bad_of_three = 0
+    two = explore(writers(write, "A", "B"), old_user, cache_matches_db,
+                  make_cache=explorer_cache(cache), reduce=False)
+    assert (two.total, len(two.bad)) == (6, bad_of_two)
+    if bad_of_two:
+        assert sorted(map(str, two.bad)) == ["A B B A", "B A A B"]
+    three = explore(writers(write, "A", "B", "C"), old_user, cache_matches_db,
+                    make_cache=explorer_cache(cache), reduce=False)
+    assert (three.total, len(three.bad)) == (90, bad_of_three)
+
+
+def test_versioned_writers_and_a_filling_reader_always_agree(cache):
+    actors = {**writers(update_user, "A", "B"), "R": lambda c, d: get_user(c, d, 1)}
+    found = explore(actors, old_user, cache_matches_db, make_cache=explorer_cache(cache),
+                    reduce=False)
+    assert found.total > 90 and found.bad == []
+
+
+def test_the_generated_diagrams_on_the_page_are_current():
+    page = Path(__file__).parent.parent / "docs" / "patterns" / "write-through.md"
+    assert [ref for ref, _ in explorer.page_diagrams(page)] == [
+        "snippets.write_through:race_unordered",
+        "snippets.write_through:race_versioned",
+    ]
+    assert explorer.update_diagrams([page], write=False) == []
+
+
+def test_the_diagrams_show_the_disagreement_and_the_refusal():
+    assert "the cache holds 'A' but the DB says 'B'" in write_through.race_unordered()
+    versioned = write_through.race_versioned()
+    assert 'EVAL set-if-newer 1 user:1 "A" 2 300\n    R-->>a0: 0' in versioned
+    assert "Note over R,D" not in versioned  # no verdict: the check passed
+
+
+def test_writers_needs_a_name():
+    with pytest.raises(ValueError, match="give at least one writer name"):
+        writers(update_user)
 
 
 # --- the versioned set itself, both implementations ------------------------------------
