@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from typing import Any
 
 import fakeredis
 import redis
@@ -129,6 +129,57 @@ def miss_together(first: Cache, db: Database, n: int) -> list[str | None]:
     for process in processes[1:]:
         process.close()
     return results
+
+
+# --8<-- [start:simulated]
+def simulate_processes(
+    n: int, leader: str = "healthy", lock_ms: int = 2000
+) -> tuple[list[tuple[str | None, float]], int]:
+    """``n`` processes miss user:1 at t=0 on virtual time; the first one becomes the leader.
+
+    ``leader`` is "healthy", "fails" (its query raises) or "dies" (it crashes mid-query and
+    never publishes nor releases). Return, per process, (what it got, when, in seconds),
+    and the number of DB reads. Costs as in the stampede benchmark: 1 ms per round trip,
+    50 ms per query.
+    """
+    from snippets.mutex import Crash, CrashingDatabase, Process
+    from snippets.stampede import SimCache, SimDatabase, Simulation, fakeredis_on
+
+    if leader not in ("healthy", "fails", "dies"):
+        raise ValueError(f"leader must be 'healthy', 'fails' or 'dies', got {leader!r}")
+    sim, server, db = Simulation(), fakeredis.FakeServer(), make_db()
+    db.add_user(1, "Ada")
+    timed = SimDatabase(sim, db, latency=0.05, connections=10)
+
+    class FailingDatabase:
+        def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+            sim.sleep(0.05)
+            raise ConnectionError("database unreachable")
+
+    outcomes: dict[int, tuple[str | None, float]] = {}
+    subscribers: list = []
+    with fakeredis_on(sim.clock):
+        for i in range(n):
+            client: Any = SimCache(sim, fakeredis.FakeRedis(server=server, decode_responses=True),
+                                   0.001, subscribers)
+            source: Any = timed
+            if i == 0 and leader == "dies":
+                client = Process(client)
+                source = CrashingDatabase(client)
+            elif i == 0 and leader == "fails":
+                source = FailingDatabase()
+
+            def reader(i: int = i, client: Any = client, source: Any = source) -> None:
+                try:
+                    value = get_user_coalesced(client, source, 1, lock_ms=lock_ms, clock=sim.clock)
+                except (Crash, LoadFailed, ConnectionError) as error:
+                    value = type(error).__name__
+                outcomes[i] = (value, round(sim.clock(), 6))
+
+            sim.spawn(reader, at=0.0)
+        sim.run()
+    return [outcomes[i] for i in range(n)], db.reads
+# --8<-- [end:simulated]
 
 
 def main() -> None:
