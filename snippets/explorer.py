@@ -542,9 +542,10 @@ class Run:
     verdict: str | None = None  # None: the invariant holds (or there was no check)
     checked: bool = False
 
-    def mermaid(self, labels: Mapping[str, str] | None = None) -> str:
-        """This run as a Mermaid sequence diagram, drawn from the recorded steps."""
-        return _mermaid(self, dict(labels or {}))
+    def mermaid(self, labels: Mapping[str, str] | None = None, final_state: bool = False) -> str:
+        """This run as a Mermaid sequence diagram, drawn from the recorded steps; it ends
+        with the check's verdict if it failed, else (if asked) with the final state."""
+        return _mermaid(self, dict(labels or {}), final_state)
 
 
 def replay(actors: Mapping[str, Actor], setup: Actor | None, schedule: Schedule | str, *,
@@ -709,7 +710,7 @@ def _mermaid_text(text: str) -> str:
     return " ".join(re.sub(r"[#{}<>]", "", text).split())
 
 
-def _mermaid(run: Run, labels: dict[str, str]) -> str:
+def _mermaid(run: Run, labels: dict[str, str], final_state: bool) -> str:
     names = list(run.returns)
     unknown = set(labels) - set(names)
     if unknown:
@@ -731,7 +732,39 @@ def _mermaid(run: Run, labels: dict[str, str]) -> str:
             lines.append(f"    Note over {ids[name]}: {_mermaid_text(_returned(run.returns[name]))}")
     if run.verdict is not None:
         lines.append(f"    Note over R,D: {_mermaid_text(run.verdict)}")
+    elif final_state:
+        state = describe_state(run.cache, run.db, Returns())
+        lines.append(f"    Note over R,D: at the end: {_mermaid_text(state)}")
     return "\n".join(lines)
+
+
+MESSAGE = re.compile(r"    (\w+)(->>|-->>|--x)(\w+): ([^;#{}<>]+)")
+NOTE = re.compile(r"    Note over (\w+)(?:,(\w+))?: ([^;#{}<>]+)")
+PARTICIPANT = re.compile(r"    participant (\w+) as ([^;#{}<>]+)")
+
+
+def mermaid_problems(text: str) -> list[str]:
+    """What is wrong with a diagram this module generated, checked line by line: the
+    header, participants declared before use, and no character that breaks Mermaid."""
+    lines = text.split("\n")
+    problems = [] if lines[0] == "sequenceDiagram" else ["the first line is not sequenceDiagram"]
+    declared: set[str] = set()
+    messages = 0
+    for number, line in enumerate(lines[1:], start=2):
+        if match := PARTICIPANT.fullmatch(line):
+            if messages:
+                problems.append(f"line {number}: a participant declared after a message")
+            declared.add(match[1])
+            continue
+        match = MESSAGE.fullmatch(line) or NOTE.fullmatch(line)
+        if match is None:
+            problems.append(f"line {number}: not a participant, message or note: {line!r}")
+            continue
+        messages += 1
+        used = {match[1], match[3]} if match.re is MESSAGE else {match[1], match[2] or match[1]}
+        if not used <= declared:
+            problems.append(f"line {number}: undeclared participant in {line!r}")
+    return problems
 
 
 def _returned(value: Any) -> str:

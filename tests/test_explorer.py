@@ -214,27 +214,17 @@ def test_watch_multi_exec_steps_and_a_refused_exec(cache):
 
 # Diagrams.
 
-MESSAGE = re.compile(r"    (\w+)(->>|-->>|--x)(\w+): ([^;#{}<>]+)")
-NOTE = re.compile(r"    Note over (\w+)(?:,(\w+))?: ([^;#{}<>]+)")
-PARTICIPANT = re.compile(r"    participant (\w+) as ([^;#{}<>]+)")
-
-
 def check_mermaid(text: str) -> None:
-    """Structural checks of a generated sequence diagram (a browser test renders it)."""
-    lines = text.split("\n")
-    assert lines[0] == "sequenceDiagram"
-    declared: set[str] = set()
-    for line in lines[1:]:
-        if match := PARTICIPANT.fullmatch(line):
-            assert not declared & {"used"}, "participants come first"
-            declared.add(match[1])
-        elif match := MESSAGE.fullmatch(line):
-            declared.add("used")
-            assert {match[1], match[3]} <= declared, line
-        elif match := NOTE.fullmatch(line):
-            assert {match[1], match[2] or match[1]} <= declared, line
-        else:
-            raise AssertionError(f"not a line this generator writes: {line!r}")
+    assert explorer.mermaid_problems(text) == []
+
+
+def test_the_mermaid_checker_catches_what_it_should():
+    good = replay(WRITERS, old_user, "A B B A").mermaid()
+    assert explorer.mermaid_problems(good) == []
+    assert explorer.mermaid_problems("graph TD\n    a0->>R: x") != []
+    assert explorer.mermaid_problems(good + "\n    a9->>R: GET k") != []  # undeclared
+    assert explorer.mermaid_problems(good + "\n    a0->>R: GET k; DEL k") != []  # a semicolon
+    assert explorer.mermaid_problems(good + "\n    participant z as Z") != []  # too late
 
 
 def test_generated_diagram_is_well_formed_mermaid():
