@@ -85,7 +85,7 @@ def main() -> None:
 
     def read(label: str) -> None:
         name = get_user_swr(cache, db, 1, **opts)  # type: ignore[arg-type]
-        print(f"{label:<34} -> {name!r:<15} (DB reads: {db.reads}, refreshes queued: {len(tasks)})")
+        print(f"{label:<36} -> {name!r:<14} (DB reads: {db.reads}, refreshes queued: {len(tasks)})")
 
     read("t=0    hard miss: waits for the DB")
     read("t=0    fresh hit")
