@@ -594,7 +594,8 @@ class Exploration:
     reduced: bool
 
     def summary(self) -> str:
-        kind = "distinct schedules" if self.reduced else "schedules (every interleaving)"
+        noun = "schedule" if self.total == 1 else "schedules"
+        kind = f"distinct {noun}" if self.reduced else f"{noun} (every interleaving)"
         lines = [f"{self.total} {kind}, {len(self.bad)} bad"]
         ranked = sorted(self.outcomes, key=lambda o: (self.verdicts[o] is None, -self.outcomes[o], o))
         for outcome in ranked:

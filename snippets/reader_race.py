@@ -9,14 +9,15 @@ Run it: ``python -m snippets.reader_race``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import redis
 
-from snippets.backends import Cache, Database, make_fake_cache, user_key
+from snippets.backends import DEFAULT_TTL, Cache, Database, make_fake_cache, user_key
 from snippets.cache_aside import get_user, update_user
 from snippets.explorer import Actor, Exploration, Returns, Run, explore, replay
-from snippets.update_vs_invalidate import Read, Write, cache_agrees_with_db
+from snippets.update_vs_invalidate import Read, Write, cache_agrees_with_db, user_in_cache
 
 
 # --8<-- [start:delete-first]
@@ -62,9 +63,8 @@ def no_stale_read_after_write(cache: Cache, db: Database, returns: Returns) -> s
 
 
 # --8<-- [start:fault]
-def cache_that_loses_deletes() -> Cache:
-    """A cache whose DEL never arrives (a timeout, a network partition, a crash)."""
-    cache = make_fake_cache()
+def loses_deletes(cache: Cache) -> Cache:
+    """Make this client's DELs fail, as a timeout or a dropped connection would."""
     send = cache.execute_command
 
     def execute_command(*args: Any, **options: Any) -> Any:
@@ -74,6 +74,10 @@ def cache_that_loses_deletes() -> Cache:
 
     cache.execute_command = execute_command  # type: ignore[method-assign]
     return cache
+
+
+def cache_that_loses_deletes() -> Cache:
+    return loses_deletes(make_fake_cache())
 # --8<-- [end:fault]
 
 
@@ -95,10 +99,9 @@ def explore_two_readers(write: Write) -> Exploration:
                    reduce=False)
 
 
-def explore_lost_delete() -> Exploration:
-    return explore({"W": lambda cache, db: update_user(cache, db, 1, "new")},
-                   lambda cache, db: (db.add_user(1, "old"), get_user(cache, db, 1)),
-                   cache_agrees_with_db, make_cache=cache_that_loses_deletes, reduce=False)
+def explore_lost_delete(make_cache: Callable[[], Cache] = cache_that_loses_deletes) -> Exploration:
+    return explore({"W": lambda cache, db: update_user(cache, db, 1, "new")}, user_in_cache,
+                   cache_agrees_with_db, make_cache=make_cache, reduce=False)
 
 
 # The runs drawn on the page: each is a schedule the explorer reported as bad.
@@ -130,9 +133,8 @@ def delete_first_race_diagram() -> str:
 
 
 def lost_delete() -> Run:
-    return replay({"W": lambda cache, db: update_user(cache, db, 1, "new")},
-                  lambda cache, db: (db.add_user(1, "old"), get_user(cache, db, 1)), "W W",
-                  check=cache_agrees_with_db, make_cache=cache_that_loses_deletes)
+    return replay({"W": lambda cache, db: update_user(cache, db, 1, "new")}, user_in_cache,
+                  "W W", check=cache_agrees_with_db, make_cache=cache_that_loses_deletes)
 
 
 def lost_delete_diagram() -> str:
@@ -146,10 +148,12 @@ def main() -> None:
         ("invalidate-on-write, writer + 2 readers", explore_two_readers(update_user)),
         ("invalidate-on-write, DEL lost", explore_lost_delete()),
     ):
-        print(f"{title:<41} {result.total:>3} schedules, {len(result.bad):>2} bad, "
+        print(f"{title:<40} {len(result.bad):>2} bad of {result.total:>3}, "
               f"e.g. {result.bad[0] if result.bad else '-'}")
     run = reader_race()
-    print(f"replay of {run.schedule}: {run.verdict}, for {run.cache.ttl('user:1')} s (the TTL)")
+    left = run.cache.ttl(user_key(1))
+    print(f"replay of {run.schedule}: {run.verdict}")
+    print(f"until the TTL expires: {0 < left <= DEFAULT_TTL} (at most {DEFAULT_TTL} s)")
 
 
 if __name__ == "__main__":
