@@ -258,7 +258,24 @@ def race_versioned() -> str:
     """The same schedule with versioned sets: A's late set is refused."""
     run = replay(writers(update_user, "A", "B"), old_user, "A B B A",
                  check=cache_matches_db)
-    diagram = run.mermaid({"A": "Writer A", "B": "Writer B"})
+    return _named_script(run.mermaid({"A": "Writer A", "B": "Writer B"}))
+
+
+def set_is_lost(cache: Cache, db: Database) -> int:
+    """A writer whose versioned set is lost: it falls back to DEL."""
+    lost = Intercept(cache, "eval", fail(redis.ConnectionError("lost")))
+    return update_user(lost, db, 1, "new")
+
+
+def race_copy_gone() -> str:
+    """The reader loads the old row, the writer's set is lost and it deletes
+    the copy, then the reader's fill finds no version to compare with."""
+    actors = {"W": set_is_lost, "R": lambda cache, db: get_user(cache, db, 1)}
+    run = replay(actors, old_user, "R R W W R", check=cache_matches_db)
+    return _named_script(run.mermaid({"W": "Writer", "R": "Reader"}))
+
+
+def _named_script(diagram: str) -> str:
     return re.sub(r'EVAL "[^"]*"', "EVAL set-if-newer", diagram)  # not the script
 # --8<-- [end:explore]
 

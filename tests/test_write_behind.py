@@ -135,6 +135,25 @@ def test_a_newer_unflushed_write_keeps_its_copy_pinned(cache, logged):
     assert cache.ttl("user:1") > 0
 
 
+def test_a_clean_flush_of_one_entry_takes_seven_steps(cache, logged):
+    write(cache, 1, "Ada L")
+    assert steps_of_a_clean_flush(cache, logged) == [
+        "cache.xreadgroup", "cache.xautoclaim", "cache.xreadgroup",  # mine, claimed, new
+        "db.transaction", "db.execute", "db.execute",  # UPDATE, then the applied mark
+        "cache.pipeline",  # MULTI, EXPIRE if unchanged, XACK, EXEC
+    ]
+
+
+def test_why_copies_are_pinned_a_copy_gone_before_its_flush_goes_stale(cache, logged):
+    write(cache, 1, "Ada L")
+    cache.delete("user:1")  # as if it had expired (or been evicted) before the flush
+    assert get_user(cache, logged, 1, ttl=60) == "Ada"  # the DB's older row...
+    drain(cache, logged, "f1")
+    assert row(logged)[0] == "Ada L"
+    assert get_user(cache, logged, 1) == "Ada"  # ...stays cached after the flush
+    assert 0 < cache.ttl("user:1") <= 60  # until its TTL
+
+
 def test_crash_after_commit_before_xack_replays_harmlessly(cache, logged):
     write(cache, 1, "Ada L")
     process = Process(cache, logged, crash_at=7)

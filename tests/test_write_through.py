@@ -240,11 +240,23 @@ def test_versioned_writers_and_a_filling_reader_always_agree(cache):
     assert found.total > 90 and found.bad == []
 
 
+def test_a_lost_set_reopens_the_reader_race(cache):
+    """Writer: commit, DEL (2 steps); reader: HGET, SELECT, fill (3): C(5, 2) = 10
+    schedules. Stale only if the reader reads the row before the commit and fills
+    after the DEL: R R W W R, and no other."""
+    actors = {"W": write_through.set_is_lost, "R": lambda c, d: get_user(c, d, 1)}
+    found = explore(actors, old_user, cache_matches_db, make_cache=explorer_cache(cache),
+                    reduce=False)
+    assert found.total == 10
+    assert list(map(str, found.bad)) == ["R R W W R"]
+
+
 def test_the_generated_diagrams_on_the_page_are_current():
     page = Path(__file__).parent.parent / "docs" / "patterns" / "write-through.md"
     assert [ref for ref, _ in explorer.page_diagrams(page)] == [
         "snippets.write_through:race_unordered",
         "snippets.write_through:race_versioned",
+        "snippets.write_through:race_copy_gone",
     ]
     assert explorer.update_diagrams([page], write=False) == []
 
