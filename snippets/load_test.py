@@ -25,6 +25,7 @@ import redis
 
 from snippets import production_pattern
 from snippets.backends import Cache, Database, make_db
+from snippets.comparison import STRATEGIES
 
 Read = Callable[[Cache, Database, int], "str | None"]
 Write = Callable[[Cache, Database, int, str], None]
@@ -36,12 +37,6 @@ PRODUCTION = "production pattern"
 
 def strategies() -> dict[str, Strategy]:
     """Every strategy of the comparison table, plus this site's production pattern."""
-    try:
-        from snippets.comparison import STRATEGIES
-    except ImportError:  # pragma: no cover - until the comparison module lands
-        from snippets import cache_aside
-
-        STRATEGIES = {"invalidate-on-write": (cache_aside.get_user, cache_aside.update_user)}
     production = (production_pattern.get_user, production_pattern.update_user)
     return {**STRATEGIES, PRODUCTION: production}
 
@@ -169,7 +164,7 @@ def run_load(
     threads: int = 4,
     writers: int | None = None,
     ops: int = 2000,
-    seconds: float = 0.5,
+    seconds: float = 0.3,
     keys: int = 4,
     cache_factory: CacheFactory | None = None,
     seed: int = 0,
@@ -318,7 +313,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--threads", type=int, default=4, help="threads in all (default 4)")
     parser.add_argument("--writers", type=int, default=None, help="of which writers (half)")
     parser.add_argument("--ops", type=int, default=2000, help="max ops per thread (2000)")
-    parser.add_argument("--seconds", type=float, default=0.5, help="max seconds per run (0.5)")
+    parser.add_argument("--seconds", type=float, default=0.3, help="max seconds per run (0.3)")
     parser.add_argument("--keys", type=int, default=4, help="users shared by all threads (4)")
     parser.add_argument("--seed", type=int, default=0, help="seed of each thread's choices")
     parser.add_argument("--strategy", action="append", help="run only these (repeatable)")

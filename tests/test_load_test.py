@@ -158,12 +158,34 @@ def test_production_pattern_is_never_stale_under_threads(cache):
 
 
 def test_every_strategy_runs_and_reports_every_figure(cache):
+    assert list(strategies()) == [
+        "update-on-write", "invalidate-on-write", "delete-first", "leases",
+        "versioned-set", "double-delete", PRODUCTION,
+    ]
     for name in strategies():
-        result = run_load(name, threads=2, ops=20, seconds=2, cache_factory=clients_of(cache))
+        result = run_load(name, threads=2, ops=20, seconds=5, cache_factory=clients_of(cache))
         assert result["strategy"] == name
         assert result["reads"] == result["writes"] == 20
         assert 0 <= result["stale_keys"] <= 4
         assert result["stale_per_million"] == round(result["stale_reads"] * 1e6 / 20)
+
+
+SAFE = [name for name in strategies() if name in ("leases", "versioned-set", PRODUCTION)]
+
+
+def test_the_safe_strategies_are_the_ones_the_explorer_clears():
+    cleared = [
+        name for name in strategies()
+        if all(bad == 0 for bad, _ in load_test.predict(name).values())
+    ]
+    assert cleared == SAFE
+
+
+@pytest.mark.parametrize("name", SAFE)
+def test_safe_strategies_end_with_no_stale_key_under_threads(cache, name):
+    result = run_load(name, threads=4, ops=300, seconds=2, cache_factory=clients_of(cache))
+    assert result["reads"] > 0 and result["writes"] > 0
+    assert result["stale_keys"] == 0
 
 
 def test_main_prints_the_table(capsys, monkeypatch):
@@ -183,6 +205,8 @@ def test_prediction_for_the_production_pattern_and_cache_aside():
     assert load_test.predict(PRODUCTION) == {"two writers": (0, 6), "writer + reader": (0, 15)}
     # Invalidate-on-write: only R R W W R (read old, then the write, then the late SET).
     assert load_test.predict("invalidate-on-write")["writer + reader"] == (1, 10)
+    # Update-on-write: the seed's race, two SETs in the opposite order of their UPDATEs.
+    assert load_test.predict("update-on-write")["two writers"] == (2, 6)
 
 
 def test_prediction_of_an_unknown_strategy_is_a_lookup_error():
