@@ -99,7 +99,7 @@ def count_stale_reads(
     done: dict[int, list[tuple[int, int]]] = {}  # user -> [(done at, position)]
     for at, user, value in sorted(writes):
         if value not in position.get(user, {}):
-            raise ValueError(f"write of {value!r} to user {user} never committed")
+            raise ValueError(f"write of {value!r} to user {user} not committed")
         done.setdefault(user, []).append((at, position[user][value]))
     newest: dict[int, list[int]] = {  # running max: newest completed so far
         user: list(itertools.accumulate((p for _, p in events), max))
@@ -264,7 +264,8 @@ def predict(strategy: str) -> dict[str, tuple[int, int]]:
         [(row,)] = db.query("SELECT name FROM users WHERE id = 1")
         if read(cache, db, 1) != row:
             return f"after everyone, a read disagrees with the DB's {row!r}"
-        if "R" in returns and returns.finished_before("W", "R") and returns["R"] != row:
+        late = "R" in returns and returns.finished_before("W", "R")
+        if late and returns["R"] != row:
             return f"R began after the write and returned {returns['R']!r}"
         return None
 
@@ -274,11 +275,13 @@ def predict(strategy: str) -> dict[str, tuple[int, int]]:
         "writer + reader": {"W": lambda c, d: write(c, d, 1, "new"),
                             "R": lambda c, d: read(c, d, 1)},
     }
+    starts = {  # two writers start warm; the reader race needs a miss: cold
+        "two writers": setup,
+        "writer + reader": lambda c, d: d.add_user(1, "old"),
+    }
     verdicts = {}
     for scenario, actors in scenarios.items():
-        # A cold cache for the reader: the reader race needs a miss.
-        start = setup if scenario == "two writers" else lambda c, d: d.add_user(1, "old")
-        result = explore(actors, start, check, reduce=False)
+        result = explore(actors, starts[scenario], check, reduce=False)
         verdicts[scenario] = (len(result.bad), result.total)
     return verdicts
 # --8<-- [end:predict]

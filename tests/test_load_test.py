@@ -62,7 +62,7 @@ def test_users_are_independent():
 
 
 def test_a_write_the_db_never_committed_is_an_error():
-    with pytest.raises(ValueError, match="write of 'a9' to user 1 never committed"):
+    with pytest.raises(ValueError, match="write of 'a9' to user 1 not committed"):
         count_stale_reads(COMMITS, [(1, 1, "a9")], [])
 
 
