@@ -29,6 +29,8 @@ class LoadFailed(RuntimeError):
 
 def another_process(cache: Cache) -> Cache:
     """A second client of the same server: how this page models a second process."""
+    if not isinstance(cache, redis.Redis):
+        raise TypeError(f"cache must be a Redis client, got {cache!r}")
     kwargs = cache.connection_pool.connection_kwargs
     if isinstance(cache, fakeredis.FakeRedis):
         return fakeredis.FakeRedis(server=kwargs["server"], decode_responses=True)
@@ -145,6 +147,8 @@ def simulate_processes(
     from snippets.mutex import Crash, CrashingDatabase, Process
     from snippets.stampede import SimCache, SimDatabase, Simulation, fakeredis_on
 
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a whole number of processes, at least 1, got {n!r}")
     if leader not in ("healthy", "fails", "dies"):
         raise ValueError(f"leader must be 'healthy', 'fails' or 'dies', got {leader!r}")
     sim, server, db = Simulation(), fakeredis.FakeServer(), make_db()

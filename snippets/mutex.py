@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from snippets.backends import DEFAULT_TTL, Cache, Database, check_ttl, make_cache, make_db, user_key
+from snippets.explorer import Exploration, Returns, explore
 
 Sleep = Callable[[float], None]  # time.sleep in production, a simulated wait in the benchmark
 
@@ -136,6 +137,8 @@ def crash_while_holding(
 
     Return what B got and every wait B made. B gets through only because the lock expires.
     """
+    if not callable(sleep):
+        raise TypeError(f"sleep must be a function of seconds, got {sleep!r}")
     a = Process(cache)
     try:
         get_user_locked(a, CrashingDatabase(a), 1, lock_ms=lock_ms)  # type: ignore[arg-type]
@@ -210,6 +213,36 @@ def release_while_expiring(cache: Cache, expire: Callable[[], None], how: Releas
     how(AfterFirstCommand(cache, expire_and_b_acquires), "lock:user:1", "A")  # type: ignore[arg-type]
     return cache.get("lock:user:1")
 # --8<-- [end:race]
+
+
+# --8<-- [start:explore]
+def explore_release(how: Release) -> Exploration:
+    """Every interleaving of three actors around one lock that A holds:
+
+    - A releases it with ``how``;
+    - the server expires it: deletes the key if it still holds A's token (B's key, set
+      later, has a TTL of its own);
+    - B tries to take it.
+
+    Bad: B took the lock, and at the end it is no longer there for B.
+    """
+    lock = "lock:user:1"
+
+    def setup(cache: Cache, db: Database) -> None:
+        cache.set(lock, "A", px=60_000)
+
+    def check(cache: Cache, db: Database, returns: Returns) -> str | None:
+        if returns["B"] == "B" and cache.get(lock) != "B":
+            return "B believes it holds the lock, but it is gone"
+        return None
+
+    actors = {
+        "A": lambda cache, db: how(cache, lock, "A"),
+        "expiry": lambda cache, db: cache.eval(RELEASE, 1, lock, "A"),
+        "B": lambda cache, db: acquire(cache, lock, 60_000, token="B"),
+    }
+    return explore(actors, setup, check)
+# --8<-- [end:explore]
 
 
 def main() -> None:

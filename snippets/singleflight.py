@@ -36,6 +36,8 @@ class Singleflight:
     """Collapse concurrent calls for the same key into one."""
 
     def __init__(self, new_event: Callable[[], Event] = threading.Event) -> None:
+        if not callable(new_event):
+            raise TypeError(f"new_event must make events, got {new_event!r}")
         self._lock = threading.Lock()  # guards _flights only; never held while loading
         self._flights: dict[str, _Flight] = {}
         self._new_event = new_event
@@ -70,6 +72,8 @@ class Singleflight:
 
     def forget(self, key: str) -> None:
         """Detach the flight for ``key``: callers from now on start a fresh one."""
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"key must be a non-empty string, got {key!r}")
         with self._lock:
             self._flights.pop(key, None)
 # --8<-- [end:group]
@@ -184,6 +188,8 @@ def late_caller(forget: bool) -> tuple[str, str]:
     Return (what the new caller got, what the DB holds). Without ``forget`` the new caller
     joins the old flight and is handed the row as it was before the write it followed.
     """
+    if not isinstance(forget, bool):
+        raise TypeError(f"forget must be True or False, got {forget!r}")
     db = make_db()
     db.add_user(1, "Ada")
     joins = Joins()

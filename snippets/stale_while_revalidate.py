@@ -28,12 +28,16 @@ def in_a_thread(task: Callable[[], None]) -> None:
 # --8<-- [start:read]
 def store_entry(cache: Cache, key: str, name: str, fresh_until: float, hard_ttl: int) -> None:
     """Cache ``name``: fresh until ``fresh_until`` (clock time), gone after ``hard_ttl`` s."""
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"key must be a non-empty string, got {key!r}")
+    check_ttl(hard_ttl)
     cache.set(key, json.dumps({"value": name, "fresh_until": fresh_until}), ex=hard_ttl)
 
 
 def refresh(cache: Cache, db: Database, user_id: int, *, soft_ttl: int, hard_ttl: int,
             clock: Clock) -> str | None:
     """Load the row and store it with a new soft expiry (what the background task runs)."""
+    check_ttl(soft_ttl), check_ttl(hard_ttl)
     rows = db.query("SELECT name FROM users WHERE id = ?", (user_id,))
     name = rows[0][0] if rows else None
     if name is not None:

@@ -69,6 +69,10 @@ class Simulation:
         self._actors: list[greenlet.greenlet] = []
 
     def spawn(self, fn: Callable[[], None], at: float | None = None) -> None:
+        if not callable(fn):
+            raise TypeError(f"an actor must be a function, got {fn!r}")
+        if at is not None and not at >= self.clock():
+            raise ValueError(f"cannot start an actor in the past: at={at!r}, now={self.clock()}")
         def body() -> None:
             try:
                 fn()

@@ -42,6 +42,9 @@ def recompute_early(now: float, delta: float, beta: float, expiry: float, u: flo
     """
     if not 0 < u <= 1:
         raise ValueError(f"u must be in (0, 1], got {u!r}")
+    if not 0 <= delta < math.inf:
+        raise ValueError(f"delta must be a finite number of seconds, at least 0, got {delta!r}")
+    check_beta(beta)
     return now - delta * beta * math.log(u) >= expiry
 # --8<-- [end:rule]
 
@@ -49,6 +52,10 @@ def recompute_early(now: float, delta: float, beta: float, expiry: float, u: flo
 # --8<-- [start:read]
 def store_entry(cache: Cache, key: str, name: str, delta: float, expiry: float, now: float) -> None:
     """Cache ``name`` with what XFetch needs to decide: its compute time and its expiry."""
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"key must be a non-empty string, got {key!r}")
+    if not 0 <= delta < math.inf or not expiry > now:
+        raise ValueError(f"need delta >= 0 and expiry after now, got {delta=}, {expiry=}, {now=}")
     entry = json.dumps({"value": name, "delta": delta, "expiry": expiry})
     cache.set(key, entry, px=max(1, round((expiry - now) * 1000)))  # Redis drops it at expiry
 

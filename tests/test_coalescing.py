@@ -92,3 +92,10 @@ def test_narration(capsys, monkeypatch):
     coalescing.main()
     out = capsys.readouterr().out
     assert "['Ada', 'Ada', 'Ada']" in out and "DB reads: 1 " in out
+
+
+def test_bad_simulated_process_count_and_client():
+    with pytest.raises(ValueError, match="n must be a whole number of processes"):
+        simulate_processes(0)
+    with pytest.raises(TypeError, match="cache must be a Redis client"):
+        another_process("redis://localhost")

@@ -206,3 +206,19 @@ def test_narration(capsys, monkeypatch):
     assert "token-A NX PX 30000 -> acquired" in out and "token-B NX PX 30000 -> refused" in out
     assert "release with token-B               -> False (lock still token-A)" in out
     assert "(DB reads: 1)" in out
+
+
+@pytest.mark.parametrize(
+    "how, bad",
+    [(plain_delete, ["expiry B A"]), (get_then_delete, ["A expiry B A"]), (release, [])],
+)
+def test_every_interleaving_of_release_expiry_and_a_new_holder(how, bad):
+    found = mutex.explore_release(how)
+    assert [str(schedule) for schedule in found.bad] == bad
+    assert found.total >= 6  # A, expiry and B each ran in every relative order
+
+
+def test_bad_sleep(cache, ada):
+    with pytest.raises(TypeError, match="sleep must be a function of seconds"):
+        crash_while_holding(cache, ada, sleep=0.1)
+    assert cache.keys("*") == []

@@ -160,3 +160,13 @@ def test_narration(capsys, monkeypatch):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].endswith("DB reads: 1")
     assert "'Ada Lovelace' (DB reads: 2)" in lines[-1]
+
+
+def test_bad_forget_key_and_event_factory():
+    group = Singleflight()
+    with pytest.raises(ValueError, match="key must be a non-empty string"):
+        group.forget("")
+    with pytest.raises(TypeError, match="new_event must make events"):
+        Singleflight(new_event=None)
+    with pytest.raises(TypeError, match="forget must be True or False"):
+        late_caller("yes")

@@ -106,3 +106,13 @@ def test_narration(capsys, monkeypatch):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split("->")[1].split()[0] for line in lines] == ["'Ada'"] * 4 + ["'Ada"]
     assert "refreshes queued: 1" in lines[2] and "DB reads: 2" in lines[-1]
+
+
+def test_bad_entry_and_refresh_options(cache, ada):
+    with pytest.raises(ValueError, match="key must be a non-empty string"):
+        store_entry(cache, "", "Ada", 1.0, 10)
+    with pytest.raises(ValueError, match="ttl must be a positive"):
+        store_entry(cache, "user:1", "Ada", 1.0, 0)
+    with pytest.raises(ValueError, match="ttl must be a positive"):
+        stale_while_revalidate.refresh(cache, ada, 1, soft_ttl=0, hard_ttl=10, clock=FakeClock())
+    assert cache.keys("*") == [] and ada.reads == 0

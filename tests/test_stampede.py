@@ -209,3 +209,11 @@ def test_narration(capsys, monkeypatch):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].endswith("DB reads: 10") and lines[1].endswith("DB reads: 1000")
     assert len(lines) == 2 + len(STRATEGIES)
+
+
+def test_bad_actor():
+    sim = Simulation(FakeClock(5))
+    with pytest.raises(TypeError, match="an actor must be a function"):
+        sim.spawn(42)
+    with pytest.raises(ValueError, match="cannot start an actor in the past"):
+        sim.spawn(lambda: None, at=1.0)

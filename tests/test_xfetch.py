@@ -118,3 +118,15 @@ def test_narration(capsys, monkeypatch):
     lines = capsys.readouterr().out.splitlines()
     assert sum("recomputed early" in line for line in lines) == 1
     assert lines[-1].endswith("(DB reads: 2)")
+
+
+def test_bad_delta_beta_and_entry(cache):
+    with pytest.raises(ValueError, match="delta must be a finite number"):
+        recompute_early(1, -1, 1, 2, 0.5)
+    with pytest.raises(ValueError, match="beta must be a positive number"):
+        recompute_early(1, 1, 0, 2, 0.5)
+    with pytest.raises(ValueError, match="key must be a non-empty string"):
+        store_entry(cache, "", "Ada", 1.0, 10.0, 0.0)
+    with pytest.raises(ValueError, match="need delta >= 0 and expiry after now"):
+        store_entry(cache, "user:1", "Ada", 1.0, 5.0, 5.0)
+    assert cache.keys("*") == []
