@@ -93,14 +93,15 @@ class InMemoryWriteBehind:
         """Returning is the acknowledgement: the caller is told it is saved."""
         key, name = user_key(user_id), check_name(name)
         self.cache.set(key, name, ex=self.ttl)
-        self.pending[user_id] = name  # a later write to the same user replaces it
+        self.pending[user_id] = name  # replaces an older pending write
 
     def flush(self) -> int:
         """Write the pending names to the DB, in one transaction."""
         with self.db.transaction():
             for user_id, name in self.pending.items():
                 self.db.execute(
-                    "UPDATE users SET name = ?, version = version + 1 WHERE id = ?",
+                    "UPDATE users SET name = ?, version = version + 1"
+                    " WHERE id = ?",
                     (name, user_id),
                 )
         flushed, self.pending = len(self.pending), {}
@@ -159,7 +160,7 @@ CREATE TABLE IF NOT EXISTS applied (
 
 
 def prepare(cache: Cache, db: Database) -> None:
-    """Create the consumer group and the table of applied entries (idempotent)."""
+    """Create the consumer group and the applied table (idempotent)."""
     try:
         cache.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
     except redis.ResponseError as error:
@@ -209,7 +210,9 @@ def flush(
     with db.transaction():
         for user_id, (entry_id, name) in newest.items():
             if apply(db, user_id, name, entry_id) == "no such user":
-                refused.append({"entry": entry_id, "user_id": user_id, "name": name})
+                refused.append(
+                    {"entry": entry_id, "user_id": user_id, "name": name}
+                )
     with cache.pipeline() as pipe:  # after the commit; both, or neither
         for dead in refused:
             pipe.xadd(DEAD, dead)
@@ -267,7 +270,8 @@ def apply(db: Database, user_id: int, name: str, entry_id: str) -> str:
         db.execute(
             """INSERT INTO applied (user_id, entry_ms, entry_seq)
                VALUES (?, ?, ?) ON CONFLICT (user_id) DO UPDATE
-               SET entry_ms = excluded.entry_ms, entry_seq = excluded.entry_seq""",
+               SET entry_ms = excluded.entry_ms,
+                   entry_seq = excluded.entry_seq""",
             (user_id, ms, seq),
         )
         return "applied"

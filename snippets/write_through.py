@@ -132,7 +132,7 @@ def update_user_db_first(
 
 
 def put(cache: Cache, key: str, fields: dict[str, Any], ttl: int) -> None:
-    """HSET and EXPIRE in one MULTI/EXEC: the value never lives without its TTL."""
+    """HSET and EXPIRE in one MULTI/EXEC: never a value without its TTL."""
     with cache.pipeline() as pipe:
         pipe.hset(key, mapping=fields)
         pipe.expire(key, ttl)
@@ -156,7 +156,9 @@ def update_user(
         )
         if changed == 0:
             raise LookupError(f"no user with id {user_id}")
-        version = db.query("SELECT version FROM users WHERE id = ?", (user_id,))[0][0]
+        [(version,)] = db.query(
+            "SELECT version FROM users WHERE id = ?", (user_id,)
+        )
     try:
         set_if_newer(cache, user_id, name, version, ttl)
     except redis.RedisError:
@@ -182,7 +184,7 @@ return 1
 def set_if_newer(
     cache: Cache, user_id: int, name: str, version: int, ttl: int = DEFAULT_TTL
 ) -> bool:
-    """Store (name, version) unless the cache holds this version or a newer one."""
+    """Store (name, version) unless the cache holds this version or newer."""
     key, ttl = user_key(user_id), check_ttl(ttl)
     name, version = check_name(name), check_version(version)
     return cache.eval(SET_IF_NEWER, 1, key, name, version, ttl) == 1
@@ -233,7 +235,9 @@ def old_user(cache: Cache, db: Database) -> None:
     db.add_user(1, "old")
 
 
-def cache_matches_db(cache: Cache, db: Database, returns: Returns) -> str | None:
+def cache_matches_db(
+    cache: Cache, db: Database, returns: Returns
+) -> str | None:
     """Once everyone is done, the cache holds nothing or the DB's name."""
     cached = cache.hget(user_key(1), "name")
     [(name,)] = db.query("SELECT name FROM users WHERE id = 1")
@@ -248,7 +252,7 @@ def outcome(cache: Cache, db: Database, returns: Returns) -> str:
 
 
 def race_unordered() -> str:
-    """A commits first but sets last: the diagram on the page, from a real run."""
+    """A commits first but sets last: drawn from a real run."""
     run = replay(writers(update_user_db_first, "A", "B"), old_user, "A B B A",
                  check=cache_matches_db)
     return run.mermaid({"A": "Writer A", "B": "Writer B"})
@@ -276,7 +280,8 @@ def race_copy_gone() -> str:
 
 
 def _named_script(diagram: str) -> str:
-    return re.sub(r'EVAL "[^"]*"', "EVAL set-if-newer", diagram)  # not the script
+    # Name the script instead of printing it.
+    return re.sub(r'EVAL "[^"]*"', "EVAL set-if-newer", diagram)
 # --8<-- [end:explore]
 
 
@@ -344,8 +349,10 @@ def bench(writes: int = 100) -> None:
         read(cache, db, 1)  # start warm
         w, r = [0, 0, 0], [0, 0, 0]
         for i in range(writes):  # each write is followed by one read
-            w = [a + b for a, b in zip(w, cost(cache, db, lambda: update(cache, db, 1, f"v{i}")))]
-            r = [a + b for a, b in zip(r, cost(cache, db, lambda: read(cache, db, 1)))]
+            wrote = cost(cache, db, lambda: update(cache, db, 1, f"v{i}"))
+            w = [a + b for a, b in zip(w, wrote)]
+            then = cost(cache, db, lambda: read(cache, db, 1))
+            r = [a + b for a, b in zip(r, then)]
         per[f"{label}: one write"] = [n / writes for n in w]
         per[f"{label}: the read after it"] = [n / writes for n in r]
         per[f"{label}: write + read"] = [(a + b) / writes for a, b in zip(w, r)]
