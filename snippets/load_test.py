@@ -176,6 +176,7 @@ def run_load(
     threads, writers, ops, seconds, keys = _check_sizes(
         threads, writers, ops, seconds, keys
     )
+    seed = _check_int("seed", seed, 0, 2**32)
     factory = cache_factory or default_cache_factory()
     if not callable(factory):
         raise TypeError(f"cache_factory must be callable, got {factory!r}")
@@ -322,6 +323,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--strategy", action="append", help="run only these (repeatable)")
     args = parser.parse_args(argv)
     names = args.strategy or list(strategies())
+    try:  # refuse bad input with a usage message, before anything runs
+        for name in names:
+            _check_strategy(name)
+        _check_sizes(args.threads, args.writers, args.ops, args.seconds, args.keys)
+        _check_int("seed", args.seed, 0, 2**32)
+    except (ValueError, LookupError) as error:
+        parser.error(str(error))
     backend = "redis at " + os.environ["REDIS_URL"] if os.environ.get("REDIS_URL") else "fakeredis"
     print(
         f"{args.threads} threads ({args.writers or args.threads // 2} writing), {args.keys} keys, "

@@ -212,3 +212,26 @@ def test_prediction_for_the_production_pattern_and_cache_aside():
 def test_prediction_of_an_unknown_strategy_is_a_lookup_error():
     with pytest.raises(LookupError, match="unknown strategy 'magic'"):
         load_test.predict("magic")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--threads", "1"], "threads must be a whole number from 2 to 64, got 1"),
+        (["--seconds", "0"], "seconds must be more than 0 and at most 60, got 0.0"),
+        (["--strategy", "magic"], "unknown strategy 'magic'"),
+        (["--seed", "-1"], "seed must be a whole number from 0 to 4294967296, got -1"),
+    ],
+)
+def test_main_refuses_bad_options_with_a_usage_message(capsys, argv, message):
+    with pytest.raises(SystemExit) as stopped:
+        load_test.main(argv)
+    assert stopped.value.code == 2
+    captured = capsys.readouterr()
+    assert message in captured.err
+    assert captured.out == ""  # nothing ran
+
+
+def test_bad_seed_is_a_clear_error():
+    with pytest.raises(ValueError, match="seed must be a whole number"):
+        run_load(PRODUCTION, seed="x")
