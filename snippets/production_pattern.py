@@ -23,8 +23,10 @@ FLAGS_KEY = "flags"
 
 # --8<-- [start:lease]
 def lease_key(key: str) -> str:
-    """The key of the lease that guards filling ``key``: ``user:1:lease``."""
-    return f"{key}:lease"
+    """The lease that guards filling ``key``: ``{user:1}:lease``. The braces
+    (a hash tag) put it in the same Redis Cluster slot as ``user:1``, as the
+    script and the two-key DEL below require."""
+    return f"{{{key}}}:lease"
 
 
 def take_lease(cache: Cache, key: str) -> str | None:

@@ -56,7 +56,7 @@ def test_miss_reads_db_once_fills_and_releases_the_lease(cache, ada):
     assert ada.reads == 1
     assert cache.get("user:1") == "Ada"
     assert 0 < cache.ttl("user:1") <= DEFAULT_TTL
-    assert cache.exists("user:1:lease") == 0
+    assert cache.exists("{user:1}:lease") == 0
 
 
 def test_hit_costs_no_db_read(cache, ada):
@@ -70,7 +70,7 @@ def test_write_updates_db_and_deletes_key_and_lease(cache, ada):
     get_user(cache, ada, 1)
     cache.set(lease_key("user:1"), "a reader's token")
     update_user(cache, ada, 1, "Ada Lovelace")
-    assert cache.exists("user:1", "user:1:lease") == 0
+    assert cache.exists("user:1", "{user:1}:lease") == 0
     assert ada.query("SELECT name, version FROM users WHERE id = 1") == [("Ada Lovelace", 2)]
     assert get_user(cache, ada, 1) == "Ada Lovelace"
 
@@ -115,9 +115,18 @@ def test_fill_needs_our_own_token_not_just_a_lease(cache):
     assert cache.get("user:1") == "new"
 
 
+def test_the_lease_shares_the_keys_cluster_slot():
+    """Redis Cluster runs a script, or a DEL of two keys, only if all its keys share a slot."""
+    from redis.crc import key_slot
+
+    assert lease_key("user:1") == "{user:1}:lease"
+    assert key_slot(b"{user:1}:lease") == key_slot(b"user:1")
+    assert key_slot(b"user:1:lease") != key_slot(b"user:1")  # without the tag: apart
+
+
 def test_a_lease_expires_so_a_dead_reader_cannot_block_fills_forever(cache):
     take_lease(cache, "user:1")
-    assert 0 < cache.ttl("user:1:lease") <= LEASE_TTL
+    assert 0 < cache.ttl("{user:1}:lease") <= LEASE_TTL
 
 
 def test_watching_the_missing_key_would_not_be_enough(cache):
