@@ -7,12 +7,16 @@ MERMAID_JS := docs/assets/js/mermaid.min.js
 # Material prints an end-of-life banner at every build; the pins already keep mkdocs < 2.
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: help setup serve build test test-fast lock clean
+AUDIT  := tools/audit
+
+.PHONY: help setup serve build test test-fast audit lock clean
 
 help:
 	@echo "make serve  - set up, build strictly and serve the site at http://127.0.0.1:8000"
 	@echo "make test   - set up and run every test: doc pages (Sybil), tests/, strict build"
 	@echo "make build  - build the static site into site/ (mkdocs build --strict)"
+	@echo "make audit  - Lighthouse on every page (desktop, mobile), and make build/test times"
+	@echo "make test-fast - every test but the browser tests (no Chromium needed)"
 
 setup: $(VENV)/.installed $(MERMAID_JS)
 
@@ -38,12 +42,25 @@ serve: setup
 build: setup
 	$(BIN)/mkdocs build --strict
 
+# pytest runs the browser tests too (tests/test_site.py: Chromium at /usr/bin/chromium);
+# outside CI they skip, saying why, when Chromium is missing.
 test: setup
 	$(BIN)/pytest
 	$(BIN)/mkdocs build --strict --quiet
 	@# The built site must name no CDN: it requests nothing from another host.
 	@! grep -rlE "unpkg|jsdelivr|cdnjs|googleapis" site/ || { echo "site/ names a CDN (see files above)"; exit 1; }
 	@echo "make test: all tests passed and the site builds strictly"
+
+test-fast: setup
+	$(BIN)/pytest -m "not browser"
+
+# Lighthouse lives in its own package.json, so `make serve` and `make test` never install it.
+$(AUDIT)/node_modules/.package-lock.json: $(AUDIT)/package.json $(AUDIT)/package-lock.json
+	cd $(AUDIT) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+audit: setup $(AUDIT)/node_modules/.package-lock.json
+	CHROME_PATH=$${CHROME_PATH:-/usr/bin/chromium} $(BIN)/python $(AUDIT)/audit.py
 
 lock:
 	rm -rf /tmp/cache-invalidation-lock && $(PYTHON) -m venv /tmp/cache-invalidation-lock
@@ -53,4 +70,4 @@ lock:
 	  /tmp/cache-invalidation-lock/bin/pip freeze --all --exclude-editable | grep -v -e "^-e" -e "^pip=="; } > requirements.lock
 
 clean:
-	rm -rf $(VENV) site node_modules $(MERMAID_JS) .pytest_cache .cache
+	rm -rf $(VENV) site node_modules $(MERMAID_JS) .pytest_cache .cache $(AUDIT)/node_modules
