@@ -59,15 +59,14 @@ def partition_for(key: str | bytes, partitions: int) -> int:
     the formula of librdkafka's default partitioner for keyed records. One
     key, one partition: a key's events stay in the order they were produced.
     """
-    if isinstance(key, str):
-        key = key.encode()
-    if not isinstance(key, bytes) or not key:
+    data = key.encode() if isinstance(key, str) else key
+    if not isinstance(data, bytes) or not data:
         raise ValueError(f"key must be a non-empty str or bytes, got {key!r}")
     if (isinstance(partitions, bool) or not isinstance(partitions, int)
             or partitions <= 0):
         raise ValueError(
             f"partitions must be a positive integer, got {partitions!r}")
-    return zlib.crc32(key) % partitions
+    return zlib.crc32(data) % partitions
 # --8<-- [end:partitioner]
 
 
