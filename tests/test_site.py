@@ -54,6 +54,7 @@ LAUNCH_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--disable-domain-reliability",
+    "--disable-dev-shm-usage",  # containers give /dev/shm 64 MB
     f"--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE {LOCAL_HOST}",
 ]
 PHONE = {"width": 360, "height": 740}

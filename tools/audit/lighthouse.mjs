@@ -19,6 +19,7 @@ const chrome = await chromeLauncher.launch({
     "--disable-component-update",
     "--disable-sync",
     "--disable-domain-reliability",
+    "--disable-dev-shm-usage",
     // Nothing leaves the machine: every name but 127.0.0.1 fails to resolve.
     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
   ],
