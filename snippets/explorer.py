@@ -387,9 +387,10 @@ def _show(result: Any) -> str:
 def describe_state(cache: Cache, db: Database, returns: Returns) -> str:
     """The default outcome: every cached string, every user row, every non-None return."""
     parts = []
-    for key in sorted(cache.scan_iter("*")):
-        value = cache.get(key) if cache.type(key) == "string" else f"a {cache.type(key)}"
-        parts.append(f"cache {key}={value!r}")
+    keys = sorted(cache.keys("*"))
+    for key, value in zip(keys, cache.mget(keys) if keys else []):
+        shown = repr(value) if value is not None else f"a {cache.type(key)}"  # not a string
+        parts.append(f"cache {key}={shown}")
     if not parts:
         parts.append("cache empty")
     for user_id, name in db.conn.execute("SELECT id, name FROM users ORDER BY id"):
@@ -540,7 +541,7 @@ class Run:
     cache: Cache
     db: Database
     verdict: str | None = None  # None: the invariant holds (or there was no check)
-    checked: bool = False
+    final: str = ""  # the cache and DB when the actors were done, before the check ran
 
     def mermaid(self, labels: Mapping[str, str] | None = None, final_state: bool = False) -> str:
         """This run as a Mermaid sequence diagram, drawn from the recorded steps; it ends
@@ -575,8 +576,9 @@ def replay(actors: Mapping[str, Actor], setup: Actor | None, schedule: Schedule 
     if len(ran) != len(wanted):
         raise ValueError(f"schedule {str(wanted)!r} has {len(wanted)} steps, but every "
                          f"actor finished after {len(ran)}")
+    final = describe_state(run.cache, run.db, Returns())  # a check may read (and fill)
     verdict = check(run.cache, run.db, run.returns) if check else None
-    return Run(ran, run.steps, run.returns, run.cache, run.db, verdict, check is not None)
+    return Run(ran, run.steps, run.returns, run.cache, run.db, verdict, final)
 # --8<-- [end:run]
 
 
@@ -734,8 +736,7 @@ def _mermaid(run: Run, labels: dict[str, str], final_state: bool) -> str:
     if run.verdict is not None:
         lines.append(f"    Note over R,D: {_mermaid_text(run.verdict)}")
     elif final_state:
-        state = describe_state(run.cache, run.db, Returns())
-        lines.append(f"    Note over R,D: at the end: {_mermaid_text(state)}")
+        lines.append(f"    Note over R,D: at the end: {_mermaid_text(run.final)}")
     return "\n".join(lines)
 
 

@@ -12,14 +12,15 @@ Run it: ``python -m snippets.fixes``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import redis
 
 from snippets.backends import DEFAULT_TTL, Cache, Database, check_ttl, user_key
 from snippets.cache_aside import get_user, update_user
-from snippets.explorer import Exploration, Run, explore, replay
-from snippets.reader_race import (draw, user_not_cached, writer_and_reader,
+from snippets.explorer import Actor, Exploration, Run, Schedule, explore, replay
+from snippets.reader_race import (draw, explore_reader, user_not_cached, writer_and_reader,
                                   writer_and_two_readers)
 from snippets.update_vs_invalidate import Read, Write, cached_by, two_writers
 
@@ -171,19 +172,64 @@ def current_name(read: Read) -> Callable[[Cache, Database, object], str | None]:
     return check
 
 
-def explore_fix(fix: str, scenario: str, make_cache: Callable[[], Cache] | None = None) -> Exploration:
-    """Every interleaving of one fix in one scenario: 'writers', 'reader' or 'readers'."""
+def evicted(cache: Cache, db: Database) -> None:
+    """Redis dropping the value under memory pressure (or its TTL running out)."""
+    cache.delete(user_key(1))
+
+
+SCENARIOS = ("two writers", "writer + reader", "writer + 2 readers", "writer + reader + eviction")
+
+
+def explore_fix(fix: str, scenario: str,
+                make_cache: Callable[[], Cache] | None = None) -> Exploration:
+    """One fix in one scenario, against the invariant: once everyone is done, the next
+    read returns what the DB holds. Two actors: every interleaving. Three: every class of
+    equivalent interleavings (the invariant looks only at the final state, which
+    equivalent interleavings share)."""
     if fix not in FIXES:
         raise LookupError(f"no fix named {fix!r}; fixes: {', '.join(FIXES)}")
     read, write = FIXES[fix]
-    scenarios = {"writers": (two_writers(write), cached_by(read), True),
-                 "reader": (writer_and_reader(write, read), user_not_cached, True),
-                 "readers": (writer_and_two_readers(write, read), user_not_cached, True)}
+    scenarios = {
+        "two writers": (two_writers(write), cached_by(read)),
+        "writer + reader": (writer_and_reader(write, read), user_not_cached),
+        "writer + 2 readers": (writer_and_two_readers(write, read), user_not_cached),
+        "writer + reader + eviction": (writer_and_reader(write, read) | {"E": evicted},
+                                       user_not_cached),
+    }
     if scenario not in scenarios:
-        raise LookupError(f"no scenario named {scenario!r}; scenarios: {', '.join(scenarios)}")
-    actors, setup, reduce = scenarios[scenario]
+        raise LookupError(f"no scenario named {scenario!r}; scenarios: {', '.join(SCENARIOS)}")
+    actors, setup = scenarios[scenario]
     options = {"make_cache": make_cache} if make_cache else {}
-    return explore(actors, setup, current_name(read), reduce=reduce, **options)
+    return explore(actors, setup, current_name(read), reduce=len(actors) > 2, **options)
+
+
+def print_fixes() -> None:
+    """Bad schedules out of all explored, for every fix and scenario."""
+    headers = ("two writers", "writer+reader", "writer+2 readers", "+ eviction")
+    print(f"{'fix':<14}" + "".join(f"{header:>17}" for header in headers))
+    for fix in FIXES:
+        cells = [counts(fix, scenario) for scenario in SCENARIOS]
+        print(f"{fix:<14}" + "".join(f"{len(bad)} bad of {total}".rjust(17) for total, bad in cells))
+
+
+@functools.cache
+def counts(fix: str, scenario: str) -> tuple[int, tuple[Schedule, ...]]:
+    """(schedules, bad ones) of explore_fix on fakeredis, computed once per process."""
+    result = explore_fix(fix, scenario)
+    return result.total, tuple(result.bad)
+
+
+def calls_alone(fix: str) -> tuple[int, int]:
+    """Cache and DB calls made by one read that misses, and by one write, each run alone
+    (plain cache-aside for comparison: "none")."""
+    read, write = (get_user, update_user) if fix == "none" else FIXES[fix]
+
+    def steps(actor: Actor, setup: Actor) -> int:
+        [schedule] = explore({"A": actor}, setup).examples.values()
+        return len(schedule)
+
+    return (steps(lambda cache, db: read(cache, db, 1), user_not_cached),
+            steps(lambda cache, db: write(cache, db, 1, "new"), cached_by(read)))
 
 
 def double_delete_race() -> Run:
@@ -204,27 +250,38 @@ def lease_refusal() -> Run:
 
 
 def lease_refusal_diagram() -> str:
-    return draw(lease_refusal())
+    return draw(lease_refusal(), final_state=True)
 
 
 def versioned_refusal() -> Run:
+    """The same race with version-checked sets: the reader's older version is refused."""
     read, write = FIXES["versioned-set"]
     return replay(writer_and_reader(write, read), user_not_cached, "R R W W W W R R",
                   check=current_name(read))
 
 
 def versioned_refusal_diagram() -> str:
-    return draw(versioned_refusal())
+    return draw(versioned_refusal(), final_state=True)
 
+
+def versioned_after_eviction() -> Run:
+    """What versions cannot see: the newer value is evicted before the older one lands."""
+    read, write = FIXES["versioned-set"]
+    return replay(writer_and_reader(write, read) | {"E": evicted}, user_not_cached,
+                  "R R W W W W E R R R", check=current_name(read))
+
+
+def versioned_after_eviction_diagram() -> str:
+    return draw(versioned_after_eviction())
 
 
 def main() -> None:
-    for fix in FIXES:
-        counts = []
-        for scenario in ("writers", "reader", "readers"):
-            result = explore_fix(fix, scenario)
-            counts.append(f"{scenario} {len(result.bad)}/{result.total}")
-        print(f"{fix:<14} bad/schedules: {', '.join(counts)}")
+    rows = [(fix, explore_fix(fix, "writer + reader")) for fix in FIXES]
+    rows.append(("(cache-aside)", explore_reader(update_user)))
+    for fix, result in rows:
+        miss, write = calls_alone("none" if fix == "(cache-aside)" else fix)
+        print(f"{fix:<14} writer + reader: {len(result.bad)} bad of {result.total:>3}   "
+              f"calls: {miss} for a read that misses, {write} for a write")
 
 
 if __name__ == "__main__":

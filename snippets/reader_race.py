@@ -81,11 +81,11 @@ def cache_that_loses_deletes() -> Cache:
 # --8<-- [end:fault]
 
 
-LABELS = {"R": "Reader", "W": "Writer", "R2": "Reader 2"}
+LABELS = {"R": "Reader", "W": "Writer", "R2": "Reader 2", "E": "Eviction"}
 
 
-def draw(run: Run) -> str:
-    return run.mermaid({name: LABELS[name] for name in run.returns})
+def draw(run: Run, final_state: bool = False) -> str:
+    return run.mermaid({name: LABELS[name] for name in run.returns}, final_state)
 
 
 def explore_reader(write: Write) -> Exploration:
