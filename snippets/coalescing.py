@@ -57,7 +57,7 @@ def get_user_coalesced(
             return cached
         pubsub = cache.pubsub(ignore_subscribe_messages=True)
         try:
-            pubsub.subscribe(f"loaded:{key}")  # before trying to lead: no message is missed
+            pubsub.subscribe(f"loaded:{key}")  # first: then no message is missed
             token = acquire(cache, f"loading:{key}", lock_ms)
             if token is not None:
                 return _lead(cache, db, user_id, key, ttl, token)
@@ -70,14 +70,16 @@ def get_user_coalesced(
                 if message is not None and message["type"] == "message":
                     outcome = json.loads(message["data"])
                     if "error" in outcome:
-                        raise LoadFailed(f"the leader failed to load {key}: {outcome['error']}")
+                        raise LoadFailed(f"leader failed on {key}: {outcome['error']}")
                     return outcome["value"]
         finally:
             pubsub.close()
         # No word from the leader in time (it died?): start over, maybe as the leader.
 
 
-def _lead(cache: Cache, db: Database, user_id: int, key: str, ttl: int, token: str) -> str | None:
+def _lead(
+    cache: Cache, db: Database, user_id: int, key: str, ttl: int, token: str
+) -> str | None:
     try:
         name = cache.get(key)  # a leader before us may have filled it a moment ago
         if name is None:
@@ -85,8 +87,9 @@ def _lead(cache: Cache, db: Database, user_id: int, key: str, ttl: int, token: s
             name = rows[0][0] if rows else None
             if name is not None:
                 cache.set(key, name, ex=ttl)
-    except Exception as error:  # tell the followers, so they fail now instead of timing out
-        cache.publish(f"loaded:{key}", json.dumps({"error": f"{type(error).__name__}: {error}"}))
+    except Exception as error:  # tell the followers: they fail now, not at a timeout
+        failure = f"{type(error).__name__}: {error}"
+        cache.publish(f"loaded:{key}", json.dumps({"error": failure}))
         raise
     finally:
         release(cache, f"loading:{key}", token)
@@ -137,18 +140,18 @@ def miss_together(first: Cache, db: Database, n: int) -> list[str | None]:
 def simulate_processes(
     n: int, leader: str = "healthy", lock_ms: int = 2000
 ) -> tuple[list[tuple[str | None, float]], int]:
-    """``n`` processes miss user:1 at t=0 on virtual time; the first one becomes the leader.
+    """``n`` processes miss user:1 at t=0, in virtual time; the first one leads.
 
-    ``leader`` is "healthy", "fails" (its query raises) or "dies" (it crashes mid-query and
-    never publishes nor releases). Return, per process, (what it got, when, in seconds),
-    and the number of DB reads. Costs as in the stampede benchmark: 1 ms per round trip,
-    50 ms per query.
+    ``leader`` is "healthy", "fails" (its query raises) or "dies" (it crashes in
+    its query, and never publishes nor releases). Return, per process, (what it
+    got, when, in seconds), and the number of DB reads. Costs as in the stampede
+    benchmark: 1 ms per round trip, 50 ms per query.
     """
     from snippets.mutex import Crash, CrashingDatabase, Process
     from snippets.stampede import SimCache, SimDatabase, Simulation, fakeredis_on
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a whole number of processes, at least 1, got {n!r}")
+        raise ValueError(f"n must be a whole number of processes, got {n!r}")
     if leader not in ("healthy", "fails", "dies"):
         raise ValueError(f"leader must be 'healthy', 'fails' or 'dies', got {leader!r}")
     sim, server, db = Simulation(), fakeredis.FakeServer(), make_db()
@@ -164,8 +167,8 @@ def simulate_processes(
     subscribers: list = []
     with fakeredis_on(sim.clock):
         for i in range(n):
-            client: Any = SimCache(sim, fakeredis.FakeRedis(server=server, decode_responses=True),
-                                   0.001, subscribers)
+            own = fakeredis.FakeRedis(server=server, decode_responses=True)
+            client: Any = SimCache(sim, own, 0.001, subscribers)
             source: Any = timed
             if i == 0 and leader == "dies":
                 client = Process(client)
@@ -175,7 +178,8 @@ def simulate_processes(
 
             def reader(i: int = i, client: Any = client, source: Any = source) -> None:
                 try:
-                    value = get_user_coalesced(client, source, 1, lock_ms=lock_ms, clock=sim.clock)
+                    value = get_user_coalesced(
+                        client, source, 1, lock_ms=lock_ms, clock=sim.clock)
                 except (Crash, LoadFailed, ConnectionError) as error:
                     value = type(error).__name__
                 outcomes[i] = (value, round(sim.clock(), 6))

@@ -49,15 +49,18 @@ return 0
 """
 
 
-def acquire(cache: Cache, lock: str, lock_ms: int, token: str | None = None) -> str | None:
-    """Take ``lock`` for ``lock_ms`` milliseconds: return our token, or None if it is held."""
+def acquire(
+    cache: Cache, lock: str, lock_ms: int, token: str | None = None
+) -> str | None:
+    """Take ``lock`` for ``lock_ms`` ms: return our token, or None if it is held."""
     check_key(lock, "lock"), check_ms("lock_ms", lock_ms)
-    token = uuid.uuid4().hex if token is None else check_key(token, "token")  # unique per holder
+    # A token unique to this holder: it proves, later, who owns the lock.
+    token = uuid.uuid4().hex if token is None else check_key(token, "token")
     return token if cache.set(lock, token, nx=True, px=lock_ms) else None
 
 
 def release(cache: Cache, lock: str, token: str) -> bool:
-    """Release ``lock`` if we still own it; False if it expired and maybe changed hands."""
+    """Release ``lock`` if it is still ours; False if it expired meanwhile."""
     check_key(lock, "lock"), check_key(token, "token")
     return cache.eval(RELEASE, 1, lock, token) == 1
 # --8<-- [end:lock]
@@ -75,10 +78,11 @@ def get_user_locked(
     first_wait: float = 0.005,
     max_wait: float = 0.1,
 ) -> str | None:
-    """Cache-aside read where only the holder of ``lock:user:<id>`` may load from the DB."""
+    """Cache-aside read; only the holder of ``lock:user:<id>`` reads the DB."""
     key, ttl = user_key(user_id), check_ttl(ttl)
     check_ms("lock_ms", lock_ms)
-    wait, max_wait = check_seconds("first_wait", first_wait), check_seconds("max_wait", max_wait)
+    wait = check_seconds("first_wait", first_wait)
+    max_wait = check_seconds("max_wait", max_wait)
     while True:
         cached = cache.get(key)
         if cached is not None:
@@ -98,7 +102,7 @@ def get_user_locked(
                 cache.set(key, name, ex=ttl)
             return name
         finally:
-            release(cache, f"lock:{key}", token)  # a no-op if the lock expired meanwhile
+            release(cache, f"lock:{key}", token)  # no-op if it expired meanwhile
 # --8<-- [end:read]
 
 
@@ -115,7 +119,7 @@ class Process:
 
     def __getattr__(self, name: str) -> Any:
         if self.dead:
-            raise Crash("a dead process sends no commands")  # so `finally: release` is lost
+            raise Crash("a dead process sends no commands")  # its release is lost
         return getattr(self.cache, name)
 
 
@@ -135,13 +139,13 @@ def crash_while_holding(
 ) -> tuple[str | None, list[float]]:
     """Process A takes the lock and dies mid-load; then process B reads the same user.
 
-    Return what B got and every wait B made. B gets through only because the lock expires.
+    Return what B got and every wait B made. B gets in only because the lock expires.
     """
     if not callable(sleep):
         raise TypeError(f"sleep must be a function of seconds, got {sleep!r}")
-    a = Process(cache)
+    a: Any = Process(cache)
     try:
-        get_user_locked(a, CrashingDatabase(a), 1, lock_ms=lock_ms)  # type: ignore[arg-type]
+        get_user_locked(a, CrashingDatabase(a), 1, lock_ms=lock_ms)  # type: ignore
     except Crash:
         pass  # A is gone; its lock is not
     waits: list[float] = []
@@ -171,7 +175,7 @@ def get_then_delete(cache: Cache, lock: str, token: str) -> bool:
 
 
 class AfterFirstCommand:
-    """A client that runs ``then()`` right after the first command it sends: a schedule."""
+    """A client that runs ``then()`` right after its first command: a schedule."""
 
     def __init__(self, cache: Cache, then: Callable[[], None]) -> None:
         self.cache, self.then, self.sent = cache, then, False
@@ -200,9 +204,12 @@ def slow_holder(cache: Cache, expire: Callable[[], None], how: Release) -> str |
     return cache.get("lock:user:1")
 
 
-def release_while_expiring(cache: Cache, expire: Callable[[], None], how: Release) -> str | None:
-    """A releases its lock with ``how``; right after A's first command, A's lock expires
-    (``expire``) and B takes it. Return who holds the lock at the end: B, if ``how`` is safe.
+def release_while_expiring(
+    cache: Cache, expire: Callable[[], None], how: Release
+) -> str | None:
+    """A releases its lock with ``how``; right after A's first command, A's lock
+    expires (``expire``) and B takes it. Return who holds the lock at the end: B,
+    if ``how`` is safe.
     """
     acquire(cache, "lock:user:1", 100, token="A")
 
@@ -210,7 +217,8 @@ def release_while_expiring(cache: Cache, expire: Callable[[], None], how: Releas
         expire()
         acquire(cache, "lock:user:1", 100, token="B")
 
-    how(AfterFirstCommand(cache, expire_and_b_acquires), "lock:user:1", "A")  # type: ignore[arg-type]
+    scheduled: Any = AfterFirstCommand(cache, expire_and_b_acquires)
+    how(scheduled, "lock:user:1", "A")
     return cache.get("lock:user:1")
 # --8<-- [end:race]
 

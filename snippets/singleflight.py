@@ -43,7 +43,7 @@ class Singleflight:
         self._new_event = new_event
 
     def do(self, key: str, fn: Callable[[], Any]) -> Any:
-        """Return ``fn()``, running it only if no call for ``key`` is already in flight."""
+        """Return ``fn()``, running it only if no call for ``key`` is in flight."""
         if not isinstance(key, str) or not key:
             raise ValueError(f"key must be a non-empty string, got {key!r}")
         if not callable(fn):
@@ -85,7 +85,11 @@ class Singleflight:
 
 # --8<-- [start:read]
 def get_user_once(
-    cache: Cache, db: Database, group: Singleflight, user_id: int, ttl: int = DEFAULT_TTL
+    cache: Cache,
+    db: Database,
+    group: Singleflight,
+    user_id: int,
+    ttl: int = DEFAULT_TTL,
 ) -> str | None:
     """Cache-aside read in which concurrent misses in this process share one DB read."""
     key, ttl = user_key(user_id), check_ttl(ttl)
@@ -103,7 +107,9 @@ def get_user_once(
     return group.do(key, load)
 
 
-def update_user(cache: Cache, db: Database, group: Singleflight, user_id: int, name: str) -> None:
+def update_user(
+    cache: Cache, db: Database, group: Singleflight, user_id: int, name: str
+) -> None:
     """Write the DB, delete the key, and detach any load that began before the write."""
     key = user_key(user_id)
     if not isinstance(name, str) or not name:
@@ -111,7 +117,7 @@ def update_user(cache: Cache, db: Database, group: Singleflight, user_id: int, n
     if db.execute("UPDATE users SET name = ? WHERE id = ?", (name, user_id)) == 0:
         raise LookupError(f"no user with id {user_id}")
     cache.delete(key)
-    group.forget(key)  # a caller arriving now must not join a flight that read the old row
+    group.forget(key)  # no caller from now on may join a flight of the old row
 # --8<-- [end:read]
 
 
@@ -185,8 +191,8 @@ def concurrent_misses(n: int) -> int:
 def late_caller(forget: bool) -> tuple[str, str]:
     """Replay: a load reads the row; a write commits; a new caller asks; the load lands.
 
-    Return (what the new caller got, what the DB holds). Without ``forget`` the new caller
-    joins the old flight and is handed the row as it was before the write it followed.
+    Return (what the new caller got, what the DB holds). Without ``forget``, the
+    new caller joins the old flight and gets the row as it was before the write.
     """
     if not isinstance(forget, bool):
         raise TypeError(f"forget must be True or False, got {forget!r}")
@@ -198,7 +204,7 @@ def late_caller(forget: bool) -> tuple[str, str]:
 
     def load() -> str:
         name = db.query("SELECT name FROM users WHERE id = 1")[0][0]
-        if not selected.is_set():  # the first load stalls after its SELECT (a slow reply)
+        if not selected.is_set():  # the first load stalls after its SELECT
             selected.set()
             resume.wait(10)
         return name
@@ -206,7 +212,7 @@ def late_caller(forget: bool) -> tuple[str, str]:
     first = threading.Thread(target=group.do, args=("user:1", load))
     first.start()
     selected.wait(10)  # step 1: the first load has read "Ada"
-    db.execute("UPDATE users SET name = 'Ada Lovelace' WHERE id = 1")  # step 2: the write
+    db.execute("UPDATE users SET name = 'Ada Lovelace' WHERE id = 1")  # step 2
     if forget:
         group.forget("user:1")
     got: list[str] = []

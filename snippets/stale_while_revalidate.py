@@ -26,8 +26,10 @@ def in_a_thread(task: Callable[[], None]) -> None:
 
 
 # --8<-- [start:read]
-def store_entry(cache: Cache, key: str, name: str, fresh_until: float, hard_ttl: int) -> None:
-    """Cache ``name``: fresh until ``fresh_until`` (clock time), gone after ``hard_ttl`` s."""
+def store_entry(
+    cache: Cache, key: str, name: str, fresh_until: float, hard_ttl: int
+) -> None:
+    """Cache ``name``: fresh until ``fresh_until``, gone after ``hard_ttl`` s."""
     if not isinstance(key, str) or not key:
         raise ValueError(f"key must be a non-empty string, got {key!r}")
     check_ttl(hard_ttl)
@@ -36,7 +38,7 @@ def store_entry(cache: Cache, key: str, name: str, fresh_until: float, hard_ttl:
 
 def refresh(cache: Cache, db: Database, user_id: int, *, soft_ttl: int, hard_ttl: int,
             clock: Clock) -> str | None:
-    """Load the row and store it with a new soft expiry (what the background task runs)."""
+    """Load the row and store it with a new soft expiry: the background task."""
     check_ttl(soft_ttl), check_ttl(hard_ttl)
     rows = db.query("SELECT name FROM users WHERE id = ?", (user_id,))
     name = rows[0][0] if rows else None
@@ -57,13 +59,15 @@ def get_user_swr(
     lock_ms: int = 10_000,
 ) -> str | None:
     """Return the cached name even if stale; if stale, have one caller refresh it."""
-    key, soft_ttl, hard_ttl = user_key(user_id), check_ttl(soft_ttl), check_ttl(hard_ttl)
+    key = user_key(user_id)
+    soft_ttl, hard_ttl = check_ttl(soft_ttl), check_ttl(hard_ttl)
     if hard_ttl <= soft_ttl:
         raise ValueError(f"hard_ttl ({hard_ttl}) must exceed soft_ttl ({soft_ttl})")
     check_ms("lock_ms", lock_ms)
     cached = cache.get(key)
     if cached is None:  # a hard miss: nothing to serve, so this reader waits for the DB
-        return refresh(cache, db, user_id, soft_ttl=soft_ttl, hard_ttl=hard_ttl, clock=clock)
+        return refresh(cache, db, user_id, soft_ttl=soft_ttl, hard_ttl=hard_ttl,
+                       clock=clock)
     entry = json.loads(cached)
     if clock() >= entry["fresh_until"]:
         token = acquire(cache, f"refresh:{key}", lock_ms)  # one refresher per entry
@@ -71,7 +75,8 @@ def get_user_swr(
 
             def task() -> None:
                 try:
-                    refresh(cache, db, user_id, soft_ttl=soft_ttl, hard_ttl=hard_ttl, clock=clock)
+                    refresh(cache, db, user_id, soft_ttl=soft_ttl,
+                            hard_ttl=hard_ttl, clock=clock)
                 finally:
                     release(cache, f"refresh:{key}", token)
 

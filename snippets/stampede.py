@@ -294,13 +294,13 @@ class Load:
     """What is modelled. Times in seconds of virtual time."""
 
     readers: int = 100
-    processes: int = 1  # readers are spread round-robin over this many processes (clients)
+    processes: int = 1  # readers spread round-robin over this many processes
     expiry: float = 0.5  # the hot key expires at this time
     period: float = 0.05  # each reader reads the key every `period` seconds...
     until: float = 0.75  # ...from a start spread over the first period, until this time
     cache_rtt: float = 0.001  # one round trip to Redis
     db_latency: float = 0.05  # one query
-    db_connections: int = 10  # the database serves this many queries at once; others queue
+    db_connections: int = 10  # queries the DB serves at once; the others queue
     ttl: int = 10  # TTL of a reloaded value: it does not expire again during the run
     seed: int = 1  # for XFetch's random draws
 # --8<-- [end:load]
@@ -441,16 +441,19 @@ def simulate(strategy: str, load: Load = Load()) -> Outcome:
 
 
 # --8<-- [start:table]
-def stampede_table(ns: Sequence[int] = (10, 100, 1000), processes: int = 1) -> list[Outcome]:
-    """DB reads and reader latency per strategy, for each number of concurrent readers."""
+def stampede_table(
+    ns: Sequence[int] = (10, 100, 1000), processes: int = 1
+) -> list[Outcome]:
+    """DB reads and reader latency per strategy, for each number of readers."""
     if not ns:
         raise ValueError("ns must name at least one number of readers")
-    loads = [Load(readers=n, processes=processes) for n in ns]  # validates every n first
+    loads = [Load(readers=n, processes=processes) for n in ns]  # checks every n
     return [simulate(name, load) for load in loads for name in STRATEGIES]
 
 
 def print_table(rows: Sequence[Outcome]) -> None:
-    print(f"{'strategy':<23} {'readers':>7} {'DB reads':>8} {'p50 ms':>7} {'p99 ms':>7} {'worst ms':>8}")
+    print(f"{'strategy':<23} {'readers':>7} {'DB reads':>8}"
+          f" {'p50 ms':>7} {'p99 ms':>7} {'worst ms':>8}")
     for r in rows:
         print(f"{r.strategy:<23} {r.readers:>7} {r.db_reads:>8} {r.p50 * 1000:>7.1f}"
               f" {r.p99 * 1000:>7.1f} {r.worst * 1000:>8.1f}")
@@ -459,18 +462,19 @@ def print_table(rows: Sequence[Outcome]) -> None:
 
 # --8<-- [start:stampede]
 def naive_stampede(n: int) -> int:
-    """``n`` readers all miss one expired key before any of them refills it; count DB reads.
+    """``n`` readers miss one expired key before any refills it: count DB reads.
 
-    Each reader is the cache-aside read path, run step by step: all ``n`` GETs first (the
-    key has just expired, so all miss), then their DB reads, then their SETs.
+    Each runs the cache-aside read path, in steps: all ``n`` GETs first (the key
+    has just expired, so all miss), then their DB reads, then their SETs.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a whole number of readers, at least 1, got {n!r}")
 
     cache, db = make_cache(), make_db()
     db.add_user(1, "Ada")
-    misses = [cache.get("user:1") is None for _ in range(n)]  # step 1: every reader GETs
-    names = [db.query("SELECT name FROM users WHERE id = 1")[0][0] for hit in misses if hit]
+    misses = [cache.get("user:1") is None for _ in range(n)]  # step 1: all GET
+    sql = "SELECT name FROM users WHERE id = 1"
+    names = [db.query(sql)[0][0] for missed in misses if missed]  # step 2: all read
     for name in names:  # step 3: every reader SETs the same value
         cache.set("user:1", name, ex=300)
     return db.reads

@@ -34,7 +34,9 @@ def check_beta(beta: float) -> float:
 
 
 # --8<-- [start:rule]
-def recompute_early(now: float, delta: float, beta: float, expiry: float, u: float) -> bool:
+def recompute_early(
+    now: float, delta: float, beta: float, expiry: float, u: float
+) -> bool:
     """XFetch's test: True if this reader should recompute now, before ``expiry``.
 
     ``u`` is uniform in (0, 1]; ``-ln(u)`` is then exponential with mean 1, so a reader
@@ -43,21 +45,25 @@ def recompute_early(now: float, delta: float, beta: float, expiry: float, u: flo
     if not 0 < u <= 1:
         raise ValueError(f"u must be in (0, 1], got {u!r}")
     if not 0 <= delta < math.inf:
-        raise ValueError(f"delta must be a finite number of seconds, at least 0, got {delta!r}")
+        raise ValueError(f"delta must be finite seconds, at least 0, got {delta!r}")
     check_beta(beta)
     return now - delta * beta * math.log(u) >= expiry
 # --8<-- [end:rule]
 
 
 # --8<-- [start:read]
-def store_entry(cache: Cache, key: str, name: str, delta: float, expiry: float, now: float) -> None:
-    """Cache ``name`` with what XFetch needs to decide: its compute time and its expiry."""
+def store_entry(
+    cache: Cache, key: str, name: str, delta: float, expiry: float, now: float
+) -> None:
+    """Cache ``name`` with what XFetch needs: its compute time and its expiry."""
     if not isinstance(key, str) or not key:
         raise ValueError(f"key must be a non-empty string, got {key!r}")
     if not 0 <= delta < math.inf or not expiry > now:
-        raise ValueError(f"need delta >= 0 and expiry after now, got {delta=}, {expiry=}, {now=}")
+        raise ValueError(
+            f"need delta >= 0 and expiry after now, got {delta=}, {expiry=}, {now=}")
     entry = json.dumps({"value": name, "delta": delta, "expiry": expiry})
-    cache.set(key, entry, px=max(1, round((expiry - now) * 1000)))  # Redis drops it at expiry
+    ms = max(1, round((expiry - now) * 1000))
+    cache.set(key, entry, px=ms)  # Redis drops it at the expiry
 
 
 def get_user_xfetch(
@@ -110,32 +116,33 @@ def early_expiration_table(
 ) -> list[EarlyRow]:
     """Recomputations per expiry under a steady stream of reads, for each ``beta``.
 
-    Reads arrive every ``1 / rate`` seconds; each applies ``recompute_early`` with its own
-    U from a seeded generator. A recomputation takes ``delta`` seconds, during which the
-    old entry is still served (and other readers may also decide to recompute); once the
-    entry has expired, every read recomputes until a new entry lands.
+    Reads arrive every ``1 / rate`` seconds; each applies ``recompute_early`` with
+    its own U from a seeded generator. A recomputation takes ``delta`` seconds, in
+    which the old entry is still served (and other readers may decide to recompute
+    too); once the entry has expired, every read recomputes until a new one lands.
     """
     if not rate > 0 or not delta > 0 or not ttl > delta:
-        raise ValueError(f"need rate > 0 and ttl > delta > 0, got {rate=}, {delta=}, {ttl=}")
+        raise ValueError(
+            f"need rate > 0 and ttl > delta > 0, got {rate=}, {delta=}, {ttl=}")
     if isinstance(expiries, bool) or not isinstance(expiries, int) or expiries < 1:
-        raise ValueError(f"expiries must be a whole number, at least 1, got {expiries!r}")
+        raise ValueError(f"expiries must be a whole number, at least 1: {expiries!r}")
     rows = []
     for beta in map(check_beta, betas):
         rng, now, step = random.Random(seed), 0.0, 1.0 / rate
         counts, missed, early = [], 0, []
         for _ in range(expiries):
             expiry, started = now + ttl, []  # a fresh entry, written at `now`
-            while not started or now < started[0] + delta:  # until the first recompute lands
+            while not started or now < started[0] + delta:  # until the first lands
                 u = 1.0 - rng.random()
                 if now >= expiry or recompute_early(now, delta, beta, expiry, u):
                     started.append(now)
                 now += step
             counts.append(len(started))
-            missed += started[0] + delta > expiry  # the key was gone before the refresh landed
+            missed += started[0] + delta > expiry  # the key was gone for a while
             early.append(max(0.0, expiry - started[0]))
             now = started[0] + delta  # the first recomputation's entry is the next one
-        rows.append(EarlyRow(beta, expiries, sum(counts) / expiries, max(counts), missed,
-                             sum(early) / expiries))
+        mean, mean_early = sum(counts) / expiries, sum(early) / expiries
+        rows.append(EarlyRow(beta, expiries, mean, max(counts), missed, mean_early))
     return rows
 # --8<-- [end:table]
 

@@ -121,7 +121,7 @@ def test_narration(capsys, monkeypatch):
 
 
 def test_bad_delta_beta_and_entry(cache):
-    with pytest.raises(ValueError, match="delta must be a finite number"):
+    with pytest.raises(ValueError, match="delta must be finite seconds, at least 0"):
         recompute_early(1, -1, 1, 2, 0.5)
     with pytest.raises(ValueError, match="beta must be a positive number"):
         recompute_early(1, 1, 0, 2, 0.5)
