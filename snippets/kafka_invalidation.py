@@ -105,7 +105,7 @@ TOPICS_KEY = "log:topics"  # hash: topic name -> partition count
 
 def stream_key(topic: str, partition: int) -> str:
     """The Redis stream holding one partition: ``log:<topic>:<partition>``."""
-    return f"log:{topic}:{partition}"
+    return f"log:{_check_name('topic', topic)}:{partition}"
 
 
 def create_topic(log: Cache, topic: str, partitions: int) -> None:
@@ -311,6 +311,18 @@ def _bytes(value: str | bytes) -> bytes:
     return value.encode() if isinstance(value, str) else value
 
 
+def require(*specs: tuple) -> None:
+    """``require((a, "m1", "m2"), (b, "m3"))``: TypeError unless ``a`` has
+    methods m1 and m2 and ``b`` has m3 ("__call__": is callable). A clear
+    error for a wrong argument, before anything is done."""
+    for target, *methods in specs:
+        for method in methods:
+            if not callable(getattr(target, method, None)):
+                wanted = ("a callable" if method == "__call__"
+                          else f"an object with a {method}() method")
+                raise TypeError(f"expected {wanted}, got {target!r}")
+
+
 def _check_name(what: str, value: object) -> str:
     if not isinstance(value, str) or not value or ":" in value:
         raise ValueError(
@@ -338,7 +350,11 @@ class Faults:
 
     def wrap(self, target: Any, name: str, methods: Iterable[str]) -> Any:
         """``target``, with the named methods counted as steps."""
-        return _Counted(self, target, name, frozenset(methods))
+        if isinstance(methods, str):
+            raise TypeError(f"methods must be a list, got {methods!r}")
+        names = tuple(methods)
+        require((target, *names))
+        return _Counted(self, target, name, frozenset(names))
 
     def step(self, label: str) -> None:
         self.steps.append(label)
@@ -411,6 +427,8 @@ def cache_key_of(message: Message) -> str:
 def invalidate_next(consumer: Consumer, cache: Cache,
                     dead_letters: Producer) -> Message | None:
     """Handle one event: delete its key, then commit. None if caught up."""
+    require((consumer, "poll", "commit"), (cache, "delete"),
+            (dead_letters, "produce", "flush"))
     message = consumer.poll(1.0)
     if message is None:
         return None
@@ -450,6 +468,7 @@ def drain(consumer: Consumer, cache: Cache,
 def stale_for(message: Message, clock: Clock) -> float:
     """How long the event's key has been stale: since the event's timestamp
     (the write), until now (the DEL)."""
+    require((message, "timestamp"), (clock, "__call__"))
     _, produced_ms = message.timestamp()
     return clock() - produced_ms / 1000
 # --8<-- [end:drain]

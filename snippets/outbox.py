@@ -21,7 +21,7 @@ from snippets.backends import (
 from snippets.cache_aside import get_user
 from snippets.kafka_invalidation import (
     TOPIC, Crash, Faults, Producer, StreamConsumer, StreamProducer, drain,
-    invalidation_event, make_log, publish_invalidation,
+    invalidation_event, make_log, publish_invalidation, require,
 )
 
 # --8<-- [start:schema]
@@ -59,6 +59,7 @@ def update_user(db: Database, user_id: int, name: str,
     both commit, or neither does."""
     key, event = invalidation_event(user_id)  # validates user_id
     _check_name(name)
+    require((db, "transaction", "execute"), (clock, "__call__"))
     with db.transaction():  # an exception in here rolls back both
         changed = db.execute(
             "UPDATE users SET name = ?, version = version + 1 WHERE id = ?",
@@ -83,6 +84,8 @@ def relay(db: Database, producer: Producer, clock: Clock = time.time,
     duplicates, never a loss."""
     if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
         raise ValueError(f"limit must be a positive integer, got {limit!r}")
+    require((db, "query", "execute"), (producer, "produce", "flush"),
+            (clock, "__call__"))
     rows = db.query(
         "SELECT id, topic, key, payload, created_at FROM outbox"
         " WHERE sent_at IS NULL ORDER BY id LIMIT ?", (limit,)
@@ -116,6 +119,7 @@ def update_then_publish(db: Database, producer: Producer, user_id: int,
     between loses the event: the cached value stays stale until its TTL."""
     user_key(user_id)  # validates user_id
     _check_name(name)
+    require((db, "execute"), (producer, "produce", "flush"))
     changed = db.execute(  # committed at once (autocommit)
         "UPDATE users SET name = ?, version = version + 1 WHERE id = ?",
         (name, user_id),

@@ -449,3 +449,30 @@ def test_narration_tells_partition_delete_crash_redelivery_poison(capsys, monkey
     assert [line.split(":")[0] for line in lines] == [
         "partitions", "write user", "consumer", "consumer", "restarted", "poison"]
     assert "lag 1" in lines[3] and lines[4].endswith("lag 0")
+
+
+# --- wrong arguments ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda w: invalidate_next(None, w.cache, w.producer), "poll"),
+    (lambda w: invalidate_next(w.consumer, None, w.producer), "delete"),
+    (lambda w: invalidate_next(w.consumer, w.cache, "producer"), "produce"),
+    (lambda w: drain(w.consumer, {}, w.producer), "delete"),
+    (lambda w: stale_for(None, w.clock), "timestamp"),
+    (lambda w: stale_for(w.consumer.poll(), 5), "expected a callable, got 5"),
+    (lambda w: Faults().wrap(w.cache, "cache", "delete"), "methods must be a list"),
+    (lambda w: Faults().wrap(w.cache, "cache", ["remove"]), "remove"),
+])
+def test_a_wrong_argument_is_a_clear_type_error_and_consumes_nothing(world, call, message):
+    publish_invalidation(world.producer, 1)
+    with pytest.raises(TypeError, match=message):
+        call(world)
+    assert world.consumer.lag() == 1  # nothing committed
+    assert world.cache.get("user:1") == "Ada"  # nothing deleted
+
+
+def test_stream_key_names_a_bad_topic():
+    assert kafka_invalidation.stream_key(TOPIC, 2) == "log:cache-invalidation:2"
+    with pytest.raises(ValueError, match="topic must be a non-empty string"):
+        kafka_invalidation.stream_key("", 0)

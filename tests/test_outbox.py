@@ -331,3 +331,24 @@ def test_narration_tells_write_crash_restart_duplicate_and_the_comparison(capsys
         "write", "relay", "relay again", "invalidator", "dual-write", "outbox"]
     assert lines[4].endswith("4 of 14 runs leave a key stale")
     assert lines[5].endswith("0 of 18 runs leave a key stale")
+
+
+# --- wrong arguments ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda w: update_user("sqlite://", 1, "Ada Lovelace", w.clock), "transaction"),
+    (lambda w: update_user(w.db, 1, "Ada Lovelace", clock=100), "expected a callable"),
+    (lambda w: relay(w.db, None, w.clock), "produce"),
+    (lambda w: relay(w.db, producer(w), clock="now"), "expected a callable"),
+    (lambda w: relay(None, producer(w), w.clock), "query"),
+    (lambda w: update_then_publish(w.db, None, 1, "Ada Lovelace"), "produce"),
+])
+def test_a_wrong_argument_is_a_clear_type_error_and_writes_nothing(world, call, message):
+    update_user(world.db, 2, "Grace Hopper", world.clock)  # one row waiting to be relayed
+    world.db.reset_counts()
+    with pytest.raises(TypeError, match=message):
+        call(world)
+    assert world.db.writes == 0
+    assert name_of(world.db, 1) == "Ada" and unsent(world.db) == 1
+    assert world.consumer.lag() == 0
