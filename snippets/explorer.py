@@ -109,6 +109,7 @@ class Step:
     op: str      # e.g. 'GET user:1' or 'UPDATE users SET name = "B" WHERE id = 1'
     result: str  # e.g. 'nil', '"old"', '1 row', 'error ConnectionError'
     failed: bool = False
+    inner: tuple[tuple[str, str], ...] = ()  # a transaction's statements and their results
 
     def __str__(self) -> str:
         return f"{self.actor}: {self.op} -> {self.result}"
@@ -159,7 +160,7 @@ class _ActorThread:
         self.gate = _locked()
         self.pending: Footprint = frozenset()  # the step it waits to take
         self.done = self.aborted = self.in_step = self.retired = False
-        self.inner: list[str] | None = None  # statements inside a DB transaction
+        self.inner: list[tuple[str, str]] | None = None  # statements inside a DB transaction
         self.thread = threading.Thread(target=self.body, name=f"explorer-{name}", daemon=True)
         self.thread.start()
 
@@ -202,12 +203,13 @@ class _ActorThread:
         if self.aborted:
             raise _Aborted
 
-    def record(self, target: str, op: str, shown: str, failed: bool = False) -> None:
+    def record(self, target: str, op: str, shown: str, failed: bool = False,
+               inner: Sequence[tuple[str, str]] = ()) -> None:
         assert self.run is not None
         steps = self.run.steps
         self.run.returns.began.setdefault(self.name, len(steps))
         self.run.returns.ended[self.name] = len(steps)
-        steps.append(Step(self.name, target, op, shown, failed))
+        steps.append(Step(self.name, target, op, shown, failed, tuple(inner)))
 
 
 # --8<-- [start:step]
@@ -216,9 +218,11 @@ def _step(target: str, op: Callable[[], str], footprint: Callable[[], Footprint]
     """Run ``call`` as one scheduled step of the actor on this thread."""
     actor: _ActorThread | None = getattr(_local, "actor", None)
     if actor is None or actor.in_step:  # setup, a check, or a call inside a transaction
-        if actor is not None and actor.inner is not None:
-            actor.inner.append(op())
-        return call()
+        if actor is None or actor.inner is None:
+            return call()
+        text, result = op(), call()
+        actor.inner.append((text, (show or _show)(result)))  # drawn inside the transaction
+        return result
     text = op()
     actor.wait_turn(footprint())  # pause here until the scheduler picks this actor
     actor.in_step = True
@@ -308,17 +312,18 @@ def instrument_db(db: Database) -> Database:
             return
         actor.wait_turn(DB_WRITE)  # the whole transaction is one step
         actor.in_step, actor.inner = True, []
+        inner = actor.inner
         try:
             with real_transaction() as tx:
                 yield tx
         except Exception as error:
-            actor.record("db", ", ".join(["BEGIN", *actor.inner, "ROLLBACK"]), _show(error),
-                         failed=True)
+            statements = ", ".join(["BEGIN", *(text for text, _ in inner), "ROLLBACK"])
+            actor.record("db", statements, _show(error), failed=True, inner=inner)
             raise
         finally:
-            actor.in_step = False
-        actor.record("db", ", ".join(["BEGIN", *actor.inner, "COMMIT"]), "committed")
-        actor.inner = None
+            actor.in_step, actor.inner = False, None
+        statements = ", ".join(["BEGIN", *(text for text, _ in inner), "COMMIT"])
+        actor.record("db", statements, "committed", inner=inner)
 
     db.query, db.execute = query, execute  # type: ignore[method-assign]
     db.transaction = transaction  # type: ignore[method-assign]
@@ -543,10 +548,12 @@ class Run:
     verdict: str | None = None  # None: the invariant holds (or there was no check)
     final: str = ""  # the cache and DB when the actors were done, before the check ran
 
-    def mermaid(self, labels: Mapping[str, str] | None = None, final_state: bool = False) -> str:
+    def mermaid(self, labels: Mapping[str, str] | None = None, final_state: bool = False,
+                transactions_as_blocks: bool = False) -> str:
         """This run as a Mermaid sequence diagram, drawn from the recorded steps; it ends
-        with the check's verdict if it failed, else (if asked) with the final state."""
-        return _mermaid(self, dict(labels or {}), final_state)
+        with the check's verdict if it failed, else (if asked) with the final state. A
+        transaction is one message, or (if asked) a block of its statements."""
+        return _mermaid(self, dict(labels or {}), final_state, transactions_as_blocks)
 
 
 def replay(actors: Mapping[str, Actor], setup: Actor | None, schedule: Schedule | str, *,
@@ -713,7 +720,7 @@ def _mermaid_text(text: str) -> str:
     return " ".join(re.sub(r"[#{}<>]", "", text).split())
 
 
-def _mermaid(run: Run, labels: dict[str, str], final_state: bool) -> str:
+def _mermaid(run: Run, labels: dict[str, str], final_state: bool, blocks: bool) -> str:
     names = list(run.returns)
     unknown = set(labels) - set(names)
     if unknown:
@@ -729,19 +736,30 @@ def _mermaid(run: Run, labels: dict[str, str], final_state: bool) -> str:
         lines.append(f"    Note over {ids[name]}: {_mermaid_text(_returned(run.returns[name]))}")
     for index, step in enumerate(run.steps):
         who, where = ids[step.actor], "R" if step.target == "cache" else "D"
-        lines.append(f"    {who}->>{where}: {_mermaid_text(step.op)}")
-        lines.append(f"    {where}{'--x' if step.failed else '-->>'}{who}: {_mermaid_text(step.result)}")
+        reply = "--x" if step.failed else "-->>"
+        if blocks and step.inner:
+            end = "ROLLBACK" if step.failed else "COMMIT"
+            lines.append("    critical BEGIN, one transaction: one step")
+            for text, result in [*step.inner, (end, step.result)]:
+                lines.append(f"    {who}->>{where}: {_mermaid_text(text)}")
+                arrow = reply if text == end else "-->>"
+                lines.append(f"    {where}{arrow}{who}: {_mermaid_text(result)}")
+            lines.append("    end")
+        else:
+            lines.append(f"    {who}->>{where}: {_mermaid_text(step.op)}")
+            lines.append(f"    {where}{reply}{who}: {_mermaid_text(step.result)}")
         for name in finishing.get(index, []):
             lines.append(f"    Note over {ids[name]}: {_mermaid_text(_returned(run.returns[name]))}")
     if run.verdict is not None:
         lines.append(f"    Note over R,D: {_mermaid_text(run.verdict)}")
     elif final_state:
-        lines.append(f"    Note over R,D: at the end: {_mermaid_text(run.final)}")
+        lines.append(f"    Note over R,D: end: {_mermaid_text(run.final)}")
     return "\n".join(lines)
 
 
 MESSAGE = re.compile(r"    (\w+)(->>|-->>|--x)(\w+): ([^;#{}<>]+)")
 NOTE = re.compile(r"    Note over (\w+)(?:,(\w+))?: ([^;#{}<>]+)")
+BLOCK = re.compile(r"    critical [^;#{}<>]+")
 PARTICIPANT = re.compile(r"    participant (\w+) as ([^;#{}<>]+)")
 
 
@@ -751,12 +769,17 @@ def mermaid_problems(text: str) -> list[str]:
     lines = text.split("\n")
     problems = [] if lines[0] == "sequenceDiagram" else ["the first line is not sequenceDiagram"]
     declared: set[str] = set()
-    messages = 0
+    messages = depth = 0
     for number, line in enumerate(lines[1:], start=2):
         if match := PARTICIPANT.fullmatch(line):
             if messages:
                 problems.append(f"line {number}: a participant declared after a message")
             declared.add(match[1])
+            continue
+        if line == "    end" or BLOCK.fullmatch(line):
+            depth += 1 if line != "    end" else -1
+            if depth < 0:
+                problems.append(f"line {number}: an end without a block")
             continue
         match = MESSAGE.fullmatch(line) or NOTE.fullmatch(line)
         if match is None:
@@ -766,6 +789,8 @@ def mermaid_problems(text: str) -> list[str]:
         used = {match[1], match[3]} if match.re is MESSAGE else {match[1], match[2] or match[1]}
         if not used <= declared:
             problems.append(f"line {number}: undeclared participant in {line!r}")
+    if depth:
+        problems.append("a block is not closed with end")
     return problems
 
 

@@ -85,7 +85,8 @@ LABELS = {"R": "Reader", "W": "Writer", "R2": "Reader 2", "E": "Eviction"}
 
 
 def draw(run: Run, final_state: bool = False) -> str:
-    return run.mermaid({name: LABELS[name] for name in run.returns}, final_state)
+    return run.mermaid({name: LABELS[name] for name in run.returns}, final_state,
+                       transactions_as_blocks=True)
 
 
 def explore_reader(write: Write) -> Exploration:

@@ -184,6 +184,28 @@ def test_a_transaction_is_one_step():
         "UPDATE users SET version = version + 1 WHERE id = 1, COMMIT"]
 
 
+def test_a_transaction_can_be_drawn_as_a_block_of_its_statements():
+    def move(cache: Cache, db: Database) -> None:
+        with db.transaction():
+            db.execute("UPDATE users SET name = 'x' WHERE id = 1")
+            db.query("SELECT version FROM users WHERE id = 1")
+
+    run = replay({"T": move}, old_user, "T")
+    [step] = run.steps
+    assert step.inner == (("UPDATE users SET name = 'x' WHERE id = 1", "1"),
+                          ("SELECT version FROM users WHERE id = 1", "1"))
+    block = run.mermaid(transactions_as_blocks=True).split("\n")[4:]
+    assert block == [
+        "    critical BEGIN, one transaction: one step",
+        "    a0->>D: UPDATE users SET name = 'x' WHERE id = 1", "    D-->>a0: 1",
+        "    a0->>D: SELECT version FROM users WHERE id = 1", "    D-->>a0: 1",
+        "    a0->>D: COMMIT", "    D-->>a0: committed",
+        "    end",
+        "    Note over a0: done"]
+    assert explorer.mermaid_problems(run.mermaid(transactions_as_blocks=True)) == []
+    assert "a0->>D: BEGIN, UPDATE" in run.mermaid()  # one message by default
+
+
 def test_watch_multi_exec_steps_and_a_refused_exec(cache):
     """WATCH and GET run at once (a step each); MULTI ... EXEC is one step, refused if a
     watched key changed in between."""
@@ -225,6 +247,8 @@ def test_the_mermaid_checker_catches_what_it_should():
     assert explorer.mermaid_problems(good + "\n    a9->>R: GET k") != []  # undeclared
     assert explorer.mermaid_problems(good + "\n    a0->>R: GET k; DEL k") != []  # a semicolon
     assert explorer.mermaid_problems(good + "\n    participant z as Z") != []  # too late
+    assert explorer.mermaid_problems(good + "\n    critical x") == ["a block is not closed with end"]
+    assert explorer.mermaid_problems(good + "\n    end") != []
 
 
 def test_generated_diagram_is_well_formed_mermaid():
