@@ -18,6 +18,7 @@ import difflib
 import doctest
 import functools
 import http.server
+import json
 import os
 import re
 import shutil
@@ -379,6 +380,20 @@ def test_no_page_loads_mermaid_up_front(site_dir):
 # --- search finds each page by its name -----------------------------------------------------
 
 
+def _indexed_pages(site_dir: Path) -> set[str]:
+    index = json.loads((site_dir / "search" / "search_index.json").read_text(encoding="utf-8"))
+    return {doc["location"].split("#")[0] for doc in index["docs"]}
+
+
+def test_notebooks_stay_out_of_the_search_index(site_dir):
+    """Their code and printed tables would flood the results (hooks/notebooks.py)."""
+    indexed = _indexed_pages(site_dir)
+    notebooks = [page for page in PAGES if page.src.endswith(".ipynb")]
+    assert notebooks, "no notebook in the nav"
+    assert not [page.src for page in notebooks if page.url_path in indexed]
+    assert [page for page in PAGES if page.url_path in indexed], "the pages are not indexed"
+
+
 def test_search_finds_each_page_by_name(open_page):
     visit = open_page("")
     page = visit.page
@@ -386,8 +401,8 @@ def test_search_finds_each_page_by_name(open_page):
     box.click()
     misses = []
     for target in PAGES:
-        if target.url_path == "":
-            continue
+        if target.url_path == "" or target.src.endswith(".ipynb"):
+            continue  # the home page, and the notebooks, which stay out of the index
         # Material searches on key events: fill, then press a key. Clearing first makes
         # sure the results read below are for this query, not the previous one.
         for query, shown in (("", "Type to start"), (target.title, "matching")):
