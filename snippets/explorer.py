@@ -901,16 +901,23 @@ def _counter_actors(count: int, steps: int, keys: int) -> dict[str, Actor]:
 
 def bench() -> None:
     """Schedules per second on a few workloads (a few seconds in all)."""
-    workloads = [
-        ("2 actors x 6 steps, one key: nothing commutes", _counter_actors(2, 6, 1), True),
-        ("2 actors x 6 steps, cache-aside writer + reader", _writer_actors(2, 6), True),
-        ("  the same, every interleaving (no reduction)", _writer_actors(2, 6), False),
-        ("3 actors x 4 steps, cache-aside writer + 2 readers", _writer_actors(3, 4), True),
-        ("3 actors x 4 steps, 3 keys (INCR)", _counter_actors(3, 4, 3), True),
+    one_cache = reusing(make_fake_cache())
+    workloads: list[tuple[str, dict[str, Actor], bool, Callable[[], Cache]]] = [
+        ("2 actors x 6 steps, one key: nothing commutes", _counter_actors(2, 6, 1), True,
+         make_fake_cache),
+        ("  the same, one fakeredis emptied between runs", _counter_actors(2, 6, 1), True,
+         one_cache),
+        ("2 actors x 6 steps, cache-aside writer + reader", _writer_actors(2, 6), True,
+         make_fake_cache),
+        ("  the same, every interleaving (no reduction)", _writer_actors(2, 6), False,
+         make_fake_cache),
+        ("3 actors x 4 steps, cache-aside writer + 2 readers", _writer_actors(3, 4), True,
+         make_fake_cache),
+        ("3 actors x 4 steps, 3 keys (INCR)", _counter_actors(3, 4, 3), True, make_fake_cache),
     ]
     print(f"{'workload':<52} {'schedules':>9} {'pruned':>6} {'seconds':>7} {'runs/s':>7}")
-    for title, actors, reduce in workloads:
-        result = explore(actors, old_user, reduce=reduce)
+    for title, actors, reduce, make_cache in workloads:
+        result = explore(actors, old_user, reduce=reduce, make_cache=make_cache)
         rate = (result.total + result.pruned) / result.seconds
         print(f"{title:<52} {result.total:>9} {result.pruned:>6} {result.seconds:>7.2f} {rate:>7.0f}")
 
