@@ -51,7 +51,8 @@ ONE_KEY = READ_COMMANDS - {"MGET", "EXISTS", "WATCH"} | {
     "DECRBY", "APPEND", "EXPIRE", "PEXPIRE", "EXPIREAT", "PERSIST", "HSET", "HDEL", "HINCRBY",
     "LPUSH", "RPUSH", "LPOP", "RPOP", "SADD", "SREM", "ZADD", "ZREM", "ZINCRBY", "XADD", "XTRIM"}
 ALL_ARGS_ARE_KEYS = {"DEL", "UNLINK", "EXISTS", "MGET", "WATCH", "TOUCH"}
-NO_KEYS = {"MULTI", "UNWATCH", "PING", "ECHO", "SCRIPT"}  # local to one connection
+NO_KEYS = {"MULTI", "UNWATCH", "PING", "ECHO"}  # local to one connection
+SCRIPTS = "(script cache)"  # EVAL and SCRIPT LOAD fill it; EVALSHA needs it
 
 
 def redis_footprint(args: Sequence[Any]) -> Footprint:
@@ -66,13 +67,23 @@ def redis_footprint(args: Sequence[Any]) -> Footprint:
         keys = [args[1]]
     elif command in ("EVAL", "EVALSHA", "FCALL"):
         keys = list(args[3:3 + int(args[2])])  # EVAL script numkeys key... arg...
+    elif command == "SCRIPT":
+        keys = []
     else:
         keys = ["*"]  # unknown: assume it touches everything
-    return frozenset(("cache", _text(key), write) for key in keys)
+    touched = {("cache", _text(key), write) for key in keys}
+    if command in ("EVAL", "EVALSHA", "SCRIPT"):
+        touched.add(("cache", SCRIPTS, command != "EVALSHA"))
+    return frozenset(touched)
 
 
 DB_READ: Footprint = frozenset({("db", "*", False)})   # a SELECT
 DB_WRITE: Footprint = frozenset({("db", "*", True)})   # any other statement, a transaction
+
+
+def sql_footprint(sql: str) -> Footprint:
+    """A SELECT reads the database; anything else may write it."""
+    return DB_READ if sql.lstrip().upper().startswith("SELECT") else DB_WRITE
 
 
 def dependent(first: Footprint, second: Footprint) -> bool:
@@ -296,7 +307,7 @@ def instrument_db(db: Database) -> Database:
     real_query, real_execute, real_transaction = db.query, db.execute, db.transaction
 
     def query(sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        return _step("db", lambda: _sql_text(sql, params), lambda: DB_READ,
+        return _step("db", lambda: _sql_text(sql, params), lambda: sql_footprint(sql),
                      lambda: real_query(sql, params), show=_rows)
 
     def execute(sql: str, params: Sequence[Any] = ()) -> int:

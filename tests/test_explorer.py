@@ -99,7 +99,13 @@ def test_footprints_and_conflicts():
     assert not dependent(set_, other)
     assert dependent(redis_footprint(["FLUSHDB"]), other)  # unknown commands touch every key
     assert redis_footprint(["DEL", "a", "b"]) == {("cache", "a", True), ("cache", "b", True)}
-    assert redis_footprint(["EVAL", "return 1", 1, "k", "arg"]) == {("cache", "k", True)}
+    assert redis_footprint(["EVAL", "return 1", 1, "k", "arg"]) == {
+        ("cache", "k", True), ("cache", explorer.SCRIPTS, True)}
+    evalsha = redis_footprint(["EVALSHA", "abc", 1, "k"])
+    assert dependent(redis_footprint(["SCRIPT", "LOAD", "return 1"]), evalsha)  # NOSCRIPT or not
+    assert not dependent(evalsha, redis_footprint(["EVALSHA", "abc", 1, "j"]))
+    assert explorer.sql_footprint("  select 1") == explorer.DB_READ
+    assert explorer.sql_footprint("UPDATE users SET name = 'x' RETURNING id") == explorer.DB_WRITE
     assert not dependent(explorer.DB_READ, explorer.DB_READ)
     assert dependent(explorer.DB_READ, explorer.DB_WRITE)
     assert not dependent(explorer.DB_WRITE, set_)
