@@ -212,6 +212,31 @@ def test_a_transaction_can_be_drawn_as_a_block_of_its_statements():
     assert "a0->>D: BEGIN, UPDATE" in run.mermaid()  # one message by default
 
 
+def test_redis_py_transaction_helper_retries_under_the_explorer(cache):
+    """cache.transaction(func, *watches) runs WATCH, func, EXEC and retries on WatchError:
+    every interleaving with a concurrent INCR ends with both increments counted."""
+    def double(cache: Cache, db: Database) -> None:
+        def body(pipe) -> None:
+            value = int(pipe.get("n") or 0)
+            pipe.multi()
+            pipe.set("n", value * 2)
+        cache.transaction(body, "n")
+
+    def add_one(cache: Cache, db: Database) -> None:
+        cache.incr("n")
+
+    result = explore({"D": double, "I": add_one}, lambda c, d: c.set("n", 1),
+                     lambda c, d, r: None if c.get("n") in ("3", "4") else f"n = {c.get('n')}",
+                     reduce=False, make_cache=reusing(cache))
+    assert result.bad == []
+    assert {o.split(",")[0] for o in result.outcomes} == {"cache n='3'", "cache n='4'"}
+    retried = replay({"D": double, "I": add_one}, lambda c, d: c.set("n", 1), "D D I D D D D",
+                     make_cache=reusing(cache))
+    assert [s.op for s in retried.steps if s.actor == "D"] == [
+        "WATCH n", "GET n", "MULTI, SET n 2, EXEC", "WATCH n", "GET n", "MULTI, SET n 4, EXEC"]
+    assert cache.get("n") == "4"
+
+
 def test_watch_multi_exec_steps_and_a_refused_exec(cache):
     """WATCH and GET run at once (a step each); MULTI ... EXEC is one step, refused if a
     watched key changed in between."""
