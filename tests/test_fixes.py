@@ -8,7 +8,6 @@ from itertools import permutations
 import pytest
 from snippets import explorer, fixes
 from snippets.backends import DEFAULT_TTL, Cache, Database
-from snippets.cache_aside import get_user
 from snippets.explorer import explore, replay, reusing
 from snippets.fixes import (FIXES, calls_alone, current_name, decode, encode, explore_fix,
                             get_user_versioned, get_user_with_lease, lease_key,
