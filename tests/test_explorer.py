@@ -410,3 +410,10 @@ def test_the_pages_diagram_is_the_replay_of_the_first_bad_schedule():
     assert text == explorer.render(ref)
     check_mermaid(text)
     assert str(explorer.lost_update().schedule) == "A B B A"
+
+
+def test_every_generated_diagram_in_the_docs_is_up_to_date():
+    """Any page may draw a replay (``<!-- diagram: module:function -->``); none may drift."""
+    pages = sorted(explorer.DOCS.rglob("*.md"))
+    assert explorer.update_diagrams(pages, write=False) == [], (
+        "run: python -m snippets.explorer --diagrams")
