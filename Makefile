@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 MERMAID_JS := docs/assets/js/mermaid.min.js
+# Mermaid's ES-module build: the site loads only the parts a sequence diagram needs (about
+# 0.9 MB instead of 3.5 MB), through docs/assets/js/mermaid-lazy.js.
+MERMAID_ESM := docs/assets/js/mermaid
 # Material prints an end-of-life banner at every build; the pins already keep mkdocs < 2.
 export NO_MKDOCS_2_WARNING := 1
 
@@ -18,7 +21,7 @@ help:
 	@echo "make audit  - Lighthouse on every page (desktop, mobile), and make build/test times"
 	@echo "make test-fast - every test but the browser tests (no Chromium needed)"
 
-setup: $(VENV)/.installed $(MERMAID_JS)
+setup: $(VENV)/.installed $(MERMAID_JS) $(MERMAID_ESM)/mermaid.esm.min.mjs
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -34,6 +37,12 @@ node_modules/.package-lock.json: package.json package-lock.json
 $(MERMAID_JS): node_modules/.package-lock.json
 	@mkdir -p $(dir $@)
 	cp node_modules/mermaid/dist/mermaid.min.js $@
+
+$(MERMAID_ESM)/mermaid.esm.min.mjs: node_modules/.package-lock.json
+	rm -rf $(MERMAID_ESM) && mkdir -p $(MERMAID_ESM)/chunks
+	cp -r node_modules/mermaid/dist/chunks/mermaid.esm.min $(MERMAID_ESM)/chunks/
+	rm -f $(MERMAID_ESM)/chunks/mermaid.esm.min/*.map
+	cp node_modules/mermaid/dist/mermaid.esm.min.mjs $@
 
 serve: setup
 	@echo "Serving the site at http://127.0.0.1:8000 (Ctrl+C to stop)"
@@ -70,4 +79,4 @@ lock:
 	  /tmp/cache-invalidation-lock/bin/pip freeze --all --exclude-editable | grep -v -e "^-e" -e "^pip=="; } > requirements.lock
 
 clean:
-	rm -rf $(VENV) site node_modules $(MERMAID_JS) .pytest_cache .cache $(AUDIT)/node_modules
+	rm -rf $(VENV) site node_modules $(MERMAID_JS) $(MERMAID_ESM) .pytest_cache .cache $(AUDIT)/node_modules

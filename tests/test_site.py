@@ -295,7 +295,7 @@ def _check_page(visit: Visit, diagrams_expected: int) -> None:
     assert left == 0, f"{left} Mermaid source block(s) left unrendered"
     assert not visit.external_requests(), f"requests left {LOCAL_HOST}: {visit.external_requests()}"
     assert not visit.problems, "\n".join(visit.problems)
-    mermaid_loads = [url for url in visit.requests if url.endswith("/mermaid.min.js")]
+    mermaid_loads = [url for url in visit.requests if url.endswith("/mermaid.esm.min.mjs")]
     assert len(mermaid_loads) == (1 if diagrams_expected else 0), (
         f"Mermaid loaded {len(mermaid_loads)} times on a page with {diagrams_expected} diagram(s)")
 
@@ -367,8 +367,8 @@ def test_built_pages_reference_no_other_host(site_dir):
 
 
 def test_no_page_loads_mermaid_up_front(site_dir):
-    """Mermaid is 3.5 MB: no page names it in a script tag; the lazy loader fetches it,
-    only on pages with a diagram (checked, page by page, in the tests above)."""
+    """Mermaid is heavy: no page names it in a script tag; the lazy loader fetches it, only
+    on pages with a diagram (checked, page by page, in the tests above)."""
     eager = [str(html.relative_to(site_dir)) for html in site_dir.rglob("*.html")
              if re.search(r'<script[^>]+src="[^"]*mermaid[^"]*\.min\.js"', html.read_text(encoding="utf-8"))]
     assert not eager, f"pages load Mermaid up front: {eager}"

@@ -7,7 +7,7 @@
    sitemap, mobile and desktop presets, and prints the scores and bytes transferred against
    the targets. Exit status 1 when a target is missed.
 
-AUDIT_PAGES="patterns/cache-aside/ scaling/stampede/" limits the run to those pages.
+AUDIT_PAGES="/ patterns/cache-aside/" limits the run to those pages ("/" is the home page).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-COMPRESSIBLE = {".html", ".css", ".js", ".json", ".xml", ".svg", ".txt", ".map"}
+COMPRESSIBLE = {".html", ".css", ".js", ".mjs", ".json", ".xml", ".svg", ".txt", ".map"}
 HOME_BUDGET = 300 * 1024  # bytes transferred by the home page
 
 
@@ -93,7 +93,7 @@ def main() -> int:
     sitemap = (site / "sitemap.xml").read_text(encoding="utf-8")
     pages = [url[len(base):] for url in re.findall(r"<loc>([^<]+)</loc>", sitemap)]
     if os.environ.get("AUDIT_PAGES"):
-        pages = os.environ["AUDIT_PAGES"].split()
+        pages = [page.lstrip("/") for page in os.environ["AUDIT_PAGES"].split()]  # "/": home
     diagrams = {p: '<pre class="mermaid"' in (site / p / "index.html").read_text(encoding="utf-8")
                 for p in pages}
 
