@@ -255,14 +255,15 @@ def race_unordered() -> str:
     """A commits first but sets last: drawn from a real run."""
     run = replay(writers(update_user_db_first, "A", "B"), old_user, "A B B A",
                  check=cache_matches_db)
-    return run.mermaid({"A": "Writer A", "B": "Writer B"})
+    return run.mermaid({"A": "Writer A", "B": "Writer B"}, transactions_as_blocks=True)
 
 
 def race_versioned() -> str:
     """The same schedule with versioned sets: A's late set is refused."""
     run = replay(writers(update_user, "A", "B"), old_user, "A B B A",
                  check=cache_matches_db)
-    return _named_script(run.mermaid({"A": "Writer A", "B": "Writer B"}))
+    return _named_script(run.mermaid({"A": "Writer A", "B": "Writer B"},
+                                     transactions_as_blocks=True))
 
 
 def set_is_lost(cache: Cache, db: Database) -> int:
@@ -276,7 +277,8 @@ def race_copy_gone() -> str:
     the copy, then the reader's fill finds no version to compare with."""
     actors = {"W": set_is_lost, "R": lambda cache, db: get_user(cache, db, 1)}
     run = replay(actors, old_user, "R R W W R", check=cache_matches_db)
-    return _named_script(run.mermaid({"W": "Writer", "R": "Reader"}))
+    return _named_script(run.mermaid({"W": "Writer", "R": "Reader"},
+                                     transactions_as_blocks=True))
 
 
 def _named_script(diagram: str) -> str:
