@@ -281,6 +281,43 @@ SCROLL_TO_FIRST_DIAGRAM = """() => {
 }"""
 
 
+def _luminance(css_color: str) -> float:
+    """Relative luminance (WCAG) of an ``rgb()``/``rgba()`` colour, alpha ignored."""
+    channels = [float(c) / 255 for c in re.findall(r"[\d.]+", css_color)[:3]]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def _contrast(a: str, b: str) -> float:
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def _diagram_text_contrast(page: Any) -> list[tuple[str, float]]:
+    """Contrast of each diagram's message text against the page behind it."""
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    cdp = page.context.new_cdp_session(page)
+    try:
+        root = cdp.send("DOM.getDocument", {"depth": -1, "pierce": True})["root"]
+        found = []
+        for node in _walk(root):
+            if node.get("nodeName") == "DIV" and "mermaid" in _classes(node):
+                shadow = [n for r in node.get("shadowRoots", []) for n in _walk(r)]
+                texts = [n for n in shadow if n.get("nodeName", "").lower() == "text"
+                         and "messageText" in _classes(n)]
+                if not texts:
+                    continue
+                target = cdp.send("DOM.resolveNode", {"nodeId": texts[0]["nodeId"]})["object"]
+                fill = cdp.send("Runtime.callFunctionOn", {
+                    "objectId": target["objectId"], "returnByValue": True,
+                    "functionDeclaration": "function () { return getComputedStyle(this).fill; }",
+                })["result"]["value"]
+                found.append((fill, _contrast(fill, background)))
+        return found
+    finally:
+        cdp.detach()
+
+
 def _check_page(visit: Visit, diagrams_expected: int) -> None:
     if diagrams_expected:
         # Mermaid loads when a diagram comes near the screen (docs/assets/js/mermaid-lazy.js).
@@ -295,6 +332,9 @@ def _check_page(visit: Visit, diagrams_expected: int) -> None:
     assert left == 0, f"{left} Mermaid source block(s) left unrendered"
     assert not visit.external_requests(), f"requests left {LOCAL_HOST}: {visit.external_requests()}"
     assert not visit.problems, "\n".join(visit.problems)
+    # Readable in either scheme: message text against the page, at least WCAG AA's 4.5:1.
+    faint = [(fill, round(ratio, 2)) for fill, ratio in _diagram_text_contrast(visit.page) if ratio < 4.5]
+    assert not faint, f"diagram text too faint against the page (fill, contrast): {faint}"
     mermaid_loads = [url for url in visit.requests if url.endswith("/mermaid.esm.min.mjs")]
     assert len(mermaid_loads) == (1 if diagrams_expected else 0), (
         f"Mermaid loaded {len(mermaid_loads)} times on a page with {diagrams_expected} diagram(s)")
