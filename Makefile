@@ -46,7 +46,8 @@ $(MERMAID_ESM)/mermaid.esm.min.mjs: node_modules/.package-lock.json
 
 serve: setup
 	@echo "Serving the site at http://127.0.0.1:8000 (Ctrl+C to stop)"
-	$(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:8000
+	@# site_url's path (/cache-invalidation/ on GitHub Pages) would move the site off the root.
+	SITE_URL=http://127.0.0.1:8000/ $(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:8000
 
 build: setup
 	$(BIN)/mkdocs build --strict
