@@ -293,8 +293,15 @@ def _contrast(a: str, b: str) -> float:
     return (high + 0.05) / (low + 0.05)
 
 
-def _diagram_text_contrast(page: Any) -> list[tuple[str, float]]:
-    """Contrast of each diagram's message text against the page behind it."""
+@dataclass
+class DiagramText:
+    fill: str
+    contrast: float  # against the page's background
+    height: float  # CSS pixels, as drawn
+
+
+def _diagram_texts(page: Any) -> list[DiagramText]:
+    """The first message text of each drawn diagram: its colour and its drawn size."""
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
     cdp = page.context.new_cdp_session(page)
     try:
@@ -312,7 +319,11 @@ def _diagram_text_contrast(page: Any) -> list[tuple[str, float]]:
                     "objectId": target["objectId"], "returnByValue": True,
                     "functionDeclaration": "function () { return getComputedStyle(this).fill; }",
                 })["result"]["value"]
-                found.append((fill, _contrast(fill, background)))
+                box = cdp.send("Runtime.callFunctionOn", {
+                    "objectId": target["objectId"], "returnByValue": True,
+                    "functionDeclaration": "function () { return this.getBoundingClientRect().height; }",
+                })["result"]["value"]
+                found.append(DiagramText(fill, _contrast(fill, background), box))
         return found
     finally:
         cdp.detach()
@@ -333,7 +344,7 @@ def _check_page(visit: Visit, diagrams_expected: int) -> None:
     assert not visit.external_requests(), f"requests left {LOCAL_HOST}: {visit.external_requests()}"
     assert not visit.problems, "\n".join(visit.problems)
     # Readable in either scheme: message text against the page, at least WCAG AA's 4.5:1.
-    faint = [(fill, round(ratio, 2)) for fill, ratio in _diagram_text_contrast(visit.page) if ratio < 4.5]
+    faint = [(t.fill, round(t.contrast, 2)) for t in _diagram_texts(visit.page) if t.contrast < 4.5]
     assert not faint, f"diagram text too faint against the page (fill, contrast): {faint}"
     mermaid_loads = [url for url in visit.requests if url.endswith("/mermaid.esm.min.mjs")]
     assert len(mermaid_loads) == (1 if diagrams_expected else 0), (
@@ -378,6 +389,9 @@ def test_page_fits_a_phone(open_page, site_dir, page):
         f"the page scrolls sideways at {PHONE['width']}px: {overflow['page']}px wide")
     assert not overflow["sticking"], f"wider than the screen: {overflow['sticking']}"
     assert not overflow["unscrollable"], f"cut off, cannot scroll: {overflow['unscrollable']}"
+    # A wide diagram scrolls rather than shrinking its text out of reach (mermaid-lazy.js).
+    tiny = [round(t.height, 1) for t in _diagram_texts(visit.page) if t.height < 10]
+    assert not tiny, f"diagram text drawn {tiny} px high on a phone: unreadable"
 
 
 # --- nothing leaves 127.0.0.1, and the site asks for nothing that is not its own ------------

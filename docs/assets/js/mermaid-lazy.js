@@ -35,10 +35,20 @@
     return loaded;
   }
 
+  // Mermaid draws a diagram at 100% of its box, up to its natural width. On a phone that
+  // shrinks 16 px text to 6 px; never below three quarters of the natural size, then: a
+  // wider diagram scrolls sideways inside its box (site.css).
+  function keepReadable(result) {
+    result.svg = result.svg.replace(/max-width:\s*([\d.]+)px;?/, function (match, width) {
+      return "max-width: " + width + "px; min-width: " + Math.round(width * 0.75) + "px;";
+    });
+    return result;
+  }
+
   window.mermaid = {
     initialize: function (options) { config = options; },
     render: function (id, text) {
-      return near.then(load).then(function (real) { return real.render(id, text); });
+      return near.then(load).then(function (real) { return real.render(id, text); }).then(keepReadable);
     }
   };
 })();
