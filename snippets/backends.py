@@ -43,6 +43,13 @@ def check_ttl(ttl: int) -> int:
     return ttl
 
 
+def check_name(name: object) -> str:
+    """Return ``name`` if it is a non-empty string, else raise ValueError."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    return name
+
+
 class FakeClock:
     """A clock that moves only when told to: code that depends on time takes a clock,
     and a test or an example advances this one, so nothing ever sleeps."""

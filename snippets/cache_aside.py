@@ -6,7 +6,9 @@ real Redis).
 
 from __future__ import annotations
 
-from snippets.backends import DEFAULT_TTL, Cache, Database, check_ttl, make_cache, make_db, user_key
+from snippets.backends import (
+    DEFAULT_TTL, Cache, Database, check_name, check_ttl, make_cache, make_db, user_key,
+)
 
 
 # --8<-- [start:read]
@@ -31,8 +33,7 @@ def get_user(
 def update_user(cache: Cache, db: Database, user_id: int, name: str) -> None:
     """Write the DB (the source of truth), then delete the cached copy."""
     key = user_key(user_id)
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    check_name(name)
     changed = db.execute(
         "UPDATE users SET name = ?, version = version + 1 WHERE id = ?",
         (name, user_id),

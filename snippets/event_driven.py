@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from snippets.backends import (
-    DEFAULT_TTL, Cache, Clock, Database, FakeClock, check_ttl, make_db, user_key,
+    DEFAULT_TTL, Cache, Clock, Database, FakeClock, check_name, check_ttl, make_db, user_key,
 )
 from snippets.cache_aside import get_user
 from snippets.ttl import ClockedCache
@@ -78,8 +78,7 @@ def update_user(db: Database, queue: EventQueue, clock: Clock, user_id: int,
                 name: str) -> UserUpdated:
     """Commit the change, then publish it. The service never touches the cache."""
     user_key(user_id)  # validates the id before anything is written
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    check_name(name)
     with db.transaction():
         changed = db.execute(
             "UPDATE users SET name = ?, version = version + 1 WHERE id = ?", (name, user_id)

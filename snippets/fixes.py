@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import redis
 
-from snippets.backends import DEFAULT_TTL, Cache, Database, check_ttl, user_key
+from snippets.backends import DEFAULT_TTL, Cache, Database, check_name, check_ttl, user_key
 from snippets.cache_aside import get_user, update_user
 from snippets.explorer import Actor, Exploration, Run, Schedule, explore, replay
 from snippets.reader_race import (draw, explore_reader, user_not_cached, writer_and_reader,
@@ -26,8 +26,7 @@ from snippets.update_vs_invalidate import Read, Write, cached_by, two_writers
 
 
 def _check_name(name: object) -> str:
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    check_name(name)
     return name
 
 

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from snippets.backends import (
-    Cache, Clock, Database, FakeClock, make_cache, make_db, user_key,
+    Cache, Clock, Database, FakeClock, check_name, make_cache, make_db, user_key,
 )
 from snippets.cache_aside import get_user
 from snippets.kafka_invalidation import (
@@ -47,8 +47,7 @@ def create_outbox(db: Database) -> None:
 
 
 def _check_name(name: object) -> str:
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    check_name(name)
     return name
 
 

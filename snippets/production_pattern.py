@@ -14,7 +14,9 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from snippets.backends import DEFAULT_TTL, Cache, Database, check_ttl, make_cache, make_db, user_key
+from snippets.backends import (
+    DEFAULT_TTL, Cache, Database, check_name, check_ttl, make_cache, make_db, user_key,
+)
 
 LEASE_TTL = 10  # seconds: a reader that dies holding a lease blocks fills this long
 SESSION_TTL = 1800  # seconds of inactivity before a session ends
@@ -79,8 +81,7 @@ def get_user(
 def update_user(cache: Cache, db: Database, user_id: int, name: str) -> None:
     """Write the DB (the source of truth), then delete the key and its lease."""
     key = user_key(user_id)
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    check_name(name)
     changed = db.execute(
         "UPDATE users SET name = ?, version = version + 1 WHERE id = ?",
         (name, user_id),

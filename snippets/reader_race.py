@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from snippets.backends import DEFAULT_TTL, Cache, Database, make_fake_cache, user_key
+from snippets.backends import DEFAULT_TTL, Cache, Database, check_name, make_fake_cache, user_key
 from snippets.cache_aside import get_user, update_user
 from snippets.explorer import Actor, Exploration, Returns, Run, explore, replay
 from snippets.update_vs_invalidate import Read, Write, cache_agrees_with_db, user_in_cache
@@ -24,8 +24,7 @@ from snippets.update_vs_invalidate import Read, Write, cache_agrees_with_db, use
 def delete_then_update(cache: Cache, db: Database, user_id: int, name: str) -> None:
     """Delete-first: delete the cached copy, then write the DB."""
     key = user_key(user_id)
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    check_name(name)
     if not db.query("SELECT 1 FROM users WHERE id = ?", (user_id,)):
         raise LookupError(f"no user with id {user_id}")
     cache.delete(key)  # a reader that misses from here on reads the DB...

@@ -14,7 +14,9 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from snippets.backends import DEFAULT_TTL, Cache, Database, check_ttl, make_cache, make_db, user_key
+from snippets.backends import (
+    DEFAULT_TTL, Cache, Database, check_name, check_ttl, make_cache, make_db, user_key,
+)
 
 
 class Event(Protocol):
@@ -112,8 +114,7 @@ def update_user(
 ) -> None:
     """Write the DB, delete the key, and detach any load that began before the write."""
     key = user_key(user_id)
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    check_name(name)
     if db.execute("UPDATE users SET name = ? WHERE id = ?", (name, user_id)) == 0:
         raise LookupError(f"no user with id {user_id}")
     cache.delete(key)

@@ -18,7 +18,7 @@ import redis
 
 from snippets import cache_aside
 from snippets.backends import (
-    DEFAULT_TTL, Cache, Clock, Database, FakeClock, check_ttl, make_db, user_key,
+    DEFAULT_TTL, Cache, Clock, Database, FakeClock, check_name, check_ttl, make_db, user_key,
 )
 
 
@@ -133,8 +133,7 @@ def get_user(cache: Cache | ClockedCache, db: Database, user_id: int, ttl: int =
 def update_user(db: Database, user_id: int, name: str) -> None:
     """TTL-only invalidation: update the DB and leave the cache alone; it expires by itself."""
     user_key(user_id)  # validates the id
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    check_name(name)
     changed = db.execute(
         "UPDATE users SET name = ?, version = version + 1 WHERE id = ?", (name, user_id)
     )

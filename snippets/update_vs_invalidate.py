@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from snippets.backends import DEFAULT_TTL, Cache, Database, check_ttl, user_key
+from snippets.backends import DEFAULT_TTL, Cache, Database, check_name, check_ttl, user_key
 from snippets.cache_aside import get_user, update_user
 from snippets.explorer import Actor, Exploration, Returns, Run, explore, replay
 
@@ -24,8 +24,7 @@ def update_user_and_cache(cache: Cache, db: Database, user_id: int, name: str,
                           ttl: int = DEFAULT_TTL) -> None:
     """Update-on-write: write the DB, then SET the cache to the new value."""
     key, ttl = user_key(user_id), check_ttl(ttl)
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    check_name(name)
     changed = db.execute(
         "UPDATE users SET name = ?, version = version + 1 WHERE id = ?", (name, user_id)
     )

@@ -18,26 +18,13 @@ from typing import Any
 import redis
 
 from snippets.backends import (
-    DEFAULT_TTL,
-    Cache,
-    Database,
-    check_ttl,
-    make_cache,
-    make_db,
-    user_key,
+    DEFAULT_TTL, Cache, Database, check_name, check_ttl, make_cache, make_db, user_key,
 )
 from snippets.write_through import cost
 
 STREAM = "users:writes"  # the log of acknowledged writes
 GROUP = "flushers"  # the consumer group the flushers share
 DEAD = "users:writes:dead"  # entries the database refused, kept for a human
-
-
-def check_name(name: object) -> str:
-    """Return ``name`` if it is a non-empty string, else raise ValueError."""
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"name must be a non-empty string, got {name!r}")
-    return name
 
 
 def check_positive(what: str, value: object) -> int:

@@ -18,24 +18,11 @@ from typing import Any
 import redis
 
 from snippets.backends import (
-    DEFAULT_TTL,
-    Cache,
-    Database,
-    check_ttl,
-    make_cache,
-    make_db,
-    user_key,
+    DEFAULT_TTL, Cache, Database, check_name, check_ttl, make_cache, make_db, user_key,
 )
 from snippets.explorer import Actor, Returns, replay
 from snippets.cache_aside import get_user as cache_aside_get_user
 from snippets.cache_aside import update_user as cache_aside_update_user
-
-
-def check_name(name: object) -> str:
-    """Return ``name`` if it is a non-empty string, else raise ValueError."""
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"name must be a non-empty string, got {name!r}")
-    return name
 
 
 def check_version(version: object) -> int:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from snippets.backends import Cache, Database, make_db, make_fake_cache, make_redis_cache
+from snippets.backends import Cache, Database, FakeClock, make_db, make_fake_cache, make_redis_cache
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -42,3 +42,15 @@ def db() -> Iterator[Database]:
     database = make_db()
     yield database
     database.close()
+
+
+@pytest.fixture
+def ada(db: Database) -> Database:
+    """The database with one user: id 1, named Ada."""
+    db.add_user(1, "Ada")
+    return db
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()

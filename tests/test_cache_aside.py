@@ -8,12 +8,6 @@ from snippets import cache_aside
 from snippets.cache_aside import get_user, update_user, user_key
 
 
-@pytest.fixture
-def ada(db):
-    db.add_user(1, "Ada")
-    return db
-
-
 def test_miss_costs_exactly_one_db_read_and_fills_the_cache(cache, ada):
     assert get_user(cache, ada, 1) == "Ada"
     assert ada.reads == 1

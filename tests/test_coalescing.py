@@ -9,12 +9,6 @@ from snippets.coalescing import another_process, get_user_coalesced, miss_togeth
 from snippets.stampede import Load, simulate
 
 
-@pytest.fixture
-def ada(db):
-    db.add_user(1, "Ada")
-    return db
-
-
 @pytest.mark.parametrize("n", [1, 3, 8])
 def test_processes_missing_at_once_cause_one_db_read(cache, ada, n):
     assert miss_together(cache, ada, n) == ["Ada"] * n

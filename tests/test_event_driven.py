@@ -14,24 +14,12 @@ import pytest
 import redis
 
 from snippets import event_driven
-from snippets.backends import FakeClock
 from snippets.cache_aside import get_user
 from snippets.event_driven import (
     CacheService, EventQueue, UserUpdated, apply_event, event_delay_window, lost_event_window,
     orders_ending_right, update_user,
 )
 from snippets.ttl import ClockedCache, DeletesLost
-
-
-@pytest.fixture
-def ada(db):
-    db.add_user(1, "Ada")
-    return db
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
 
 
 @pytest.fixture

@@ -22,12 +22,6 @@ from snippets.mutex import (
 from snippets.stampede import Load, fakeredis_on, simulate
 
 
-@pytest.fixture
-def ada(db):
-    db.add_user(1, "Ada")
-    return db
-
-
 def test_only_one_holder_at_a_time(cache):
     assert acquire(cache, "lock:k", 10_000, token="A") == "A"
     assert acquire(cache, "lock:k", 10_000, token="B") is None

@@ -42,12 +42,6 @@ class AfterQuery(Database):
         return rows
 
 
-@pytest.fixture
-def ada(db):
-    db.add_user(1, "Ada")
-    return db
-
-
 # --- the read and write paths -------------------------------------------------------------
 
 

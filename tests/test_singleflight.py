@@ -11,12 +11,6 @@ from snippets.singleflight import Joins, Singleflight, concurrent_misses, get_us
 from snippets.stampede import Load, Simulation, simulate
 
 
-@pytest.fixture
-def ada(db):
-    db.add_user(1, "Ada")
-    return db
-
-
 @pytest.mark.parametrize("n", [1, 2, 10, 100])
 def test_n_threads_missing_at_once_cause_exactly_one_db_read(n, monkeypatch):
     monkeypatch.delenv("REDIS_URL", raising=False)

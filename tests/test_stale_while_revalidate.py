@@ -13,12 +13,6 @@ from snippets.stampede import Load, simulate
 
 
 @pytest.fixture
-def ada(db):
-    db.add_user(1, "Ada")
-    return db
-
-
-@pytest.fixture
 def world(cache, ada):
     clock, tasks = FakeClock(), []
     opts = dict(soft_ttl=60, hard_ttl=3600, clock=clock, spawn=tasks.append)

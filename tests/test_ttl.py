@@ -17,22 +17,10 @@ import pytest
 import redis
 
 from snippets import cache_aside, ttl
-from snippets.backends import FakeClock
 from snippets.ttl import (
     ClockedCache, DeletesLost, expiry_spread, get_user, jittered_ttl, stale_window,
     stale_window_table, update_user,
 )
-
-
-@pytest.fixture
-def ada(db):
-    db.add_user(1, "Ada")
-    return db
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
 
 
 @pytest.fixture

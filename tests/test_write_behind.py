@@ -29,12 +29,6 @@ from snippets.write_through import Intercept, cost
 
 
 @pytest.fixture
-def ada(db):
-    db.add_user(1, "Ada")
-    return db
-
-
-@pytest.fixture
 def logged(cache, ada):
     prepare(cache, ada)
     ada.reset_counts()

@@ -33,12 +33,6 @@ DB_DOWN = sqlite3.OperationalError("injected: database is locked")
 REDIS_DOWN = redis.ConnectionError("injected: Redis unreachable")
 
 
-@pytest.fixture
-def ada(db):
-    db.add_user(1, "Ada")
-    return db
-
-
 def row(db, user_id=1):
     return db.query("SELECT name, version FROM users WHERE id = ?", (user_id,))[0]
 

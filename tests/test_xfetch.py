@@ -13,12 +13,6 @@ from snippets.stampede import Load, simulate
 from snippets.xfetch import early_expiration_table, get_user_xfetch, recompute_early, store_entry
 
 
-@pytest.fixture
-def ada(db):
-    db.add_user(1, "Ada")
-    return db
-
-
 def test_rule_with_u_equal_1_recomputes_only_at_expiry():
     assert not recompute_early(9.999, delta=1, beta=1, expiry=10, u=1.0)
     assert recompute_early(10, delta=1, beta=1, expiry=10, u=1.0)
