@@ -3,7 +3,6 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-MERMAID_JS := docs/assets/js/mermaid.min.js
 # Mermaid's ES-module build: the site loads only the parts a sequence diagram needs (about
 # 0.9 MB instead of 3.5 MB), through docs/assets/js/mermaid-lazy.js.
 MERMAID_ESM := docs/assets/js/mermaid
@@ -21,7 +20,7 @@ help:
 	@echo "make audit  - Lighthouse on every page (desktop, mobile), and make build/test times"
 	@echo "make test-fast - every test but the browser tests (no Chromium needed)"
 
-setup: $(VENV)/.installed $(MERMAID_JS) $(MERMAID_ESM)/mermaid.esm.min.mjs
+setup: $(VENV)/.installed $(MERMAID_ESM)/mermaid.esm.min.mjs
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -33,10 +32,6 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
-
-$(MERMAID_JS): node_modules/.package-lock.json
-	@mkdir -p $(dir $@)
-	cp node_modules/mermaid/dist/mermaid.min.js $@
 
 $(MERMAID_ESM)/mermaid.esm.min.mjs: node_modules/.package-lock.json
 	rm -rf $(MERMAID_ESM) && mkdir -p $(MERMAID_ESM)/chunks
@@ -80,4 +75,4 @@ lock:
 	  /tmp/cache-invalidation-lock/bin/pip freeze --all --exclude-editable | grep -v -e "^-e" -e "^pip=="; } > requirements.lock
 
 clean:
-	rm -rf $(VENV) site node_modules $(MERMAID_JS) $(MERMAID_ESM) .pytest_cache .cache $(AUDIT)/node_modules
+	rm -rf $(VENV) site node_modules $(MERMAID_ESM) .pytest_cache .cache $(AUDIT)/node_modules

@@ -2,10 +2,10 @@
 
 Material's bundle carries two fallbacks that would fetch from a CDN: Mermaid, when a page
 has a diagram but no `mermaid` global, and a ResizeObserver polyfill for browsers without
-one. Neither runs here (mermaid2 serves Mermaid itself on every page with a diagram, and
-every current browser has ResizeObserver), but a fallback to another host must not even be
-possible. After the build, Mermaid's fallback is pointed at the site's own copy and the
-polyfill's at an empty script.
+one. Neither runs here (mermaid2 adds the site's own loader, assets/js/mermaid-lazy.js, to
+every page with a diagram, and every current browser has ResizeObserver), but a fallback to
+another host must not even be possible. After the build, Mermaid's fallback is pointed at
+that same loader and the polyfill's at an empty script.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 MERMAID_CDN = re.compile(r'"https://unpkg\.com/mermaid@[^"]*"')
 # __md_scope is the site's root URL, set by Material in every page's <head>.
-MERMAID_LOCAL = 'new URL("assets/js/mermaid.min.js",__md_scope).href'
+MERMAID_LOCAL = 'new URL("assets/js/mermaid-lazy.js",__md_scope).href'
 POLYFILL_CDN = '"https://unpkg.com/resize-observer-polyfill"'
 POLYFILL_NONE = '"data:text/javascript,"'
 
