@@ -93,7 +93,12 @@ def main() -> int:
     sitemap = (site / "sitemap.xml").read_text(encoding="utf-8")
     pages = [url[len(base):] for url in re.findall(r"<loc>([^<]+)</loc>", sitemap)]
     if os.environ.get("AUDIT_PAGES"):
-        pages = [page.lstrip("/") for page in os.environ["AUDIT_PAGES"].split()]  # "/": home
+        asked = [page.lstrip("/") for page in os.environ["AUDIT_PAGES"].split()]  # "/": home
+        unknown = [page or "/" for page in asked if page not in pages]
+        if unknown:
+            sys.exit(f"AUDIT_PAGES names pages the site does not have: {' '.join(unknown)}\n"
+                     f"pages: / {' '.join(page for page in pages if page)}")
+        pages = asked
     diagrams = {p: '<pre class="mermaid"' in (site / p / "index.html").read_text(encoding="utf-8")
                 for p in pages}
 
