@@ -54,3 +54,16 @@ def ada(db: Database) -> Database:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+def printed(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """Run a snippet's printing function (``main``, ``bench``) on fakeredis, as a plain
+    ``python -m snippets.<name>`` does, and return what it printed, line by line."""
+    monkeypatch.delenv("REDIS_URL", raising=False)
+
+    def run(function, *args, **kwargs) -> list[str]:
+        function(*args, **kwargs)
+        return capsys.readouterr().out.splitlines()
+
+    return run

@@ -89,8 +89,6 @@ def test_empty_name_is_a_clear_error_and_writes_nothing(cache, ada, bad_name):
     assert ada.query("SELECT name FROM users WHERE id = 1") == [("Ada",)]
 
 
-def test_narration_tells_miss_hit_write_miss_hit(capsys, monkeypatch):
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    cache_aside.main()
-    lines = capsys.readouterr().out.splitlines()
+def test_narration_tells_miss_hit_write_miss_hit(printed):
+    lines = printed(cache_aside.main)
     assert [line.split()[2] for line in lines] == ["miss:", "hit:", "UPDATE,", "miss:", "hit:"]

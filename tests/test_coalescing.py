@@ -81,10 +81,8 @@ def test_bad_process_count(cache, ada, bad):
         miss_together(cache, ada, bad)
 
 
-def test_narration(capsys, monkeypatch):
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    coalescing.main()
-    out = capsys.readouterr().out
+def test_narration(printed):
+    out = "\n".join(printed(coalescing.main))
     assert "['Ada', 'Ada', 'Ada']" in out and "DB reads: 1 " in out
 
 

@@ -442,10 +442,8 @@ def test_kafka_clients_without_the_library_says_what_to_install(monkeypatch):
 # --- the narration ------------------------------------------------------------------------------
 
 
-def test_narration_tells_partition_delete_crash_redelivery_poison(capsys, monkeypatch):
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    kafka_invalidation.main()
-    lines = capsys.readouterr().out.splitlines()
+def test_narration_tells_partition_delete_crash_redelivery_poison(printed):
+    lines = printed(kafka_invalidation.main)
     assert [line.split(":")[0] for line in lines] == [
         "partitions", "write user", "consumer", "consumer", "restarted", "poison"]
     assert "lag 1" in lines[3] and lines[4].endswith("lag 0")

@@ -193,10 +193,8 @@ def test_bad_read_options(cache, ada, kw):
     assert cache.keys("*") == [] and ada.reads == 0
 
 
-def test_narration(capsys, monkeypatch):
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    mutex.main()
-    out = capsys.readouterr().out
+def test_narration(printed):
+    out = "\n".join(printed(mutex.main))
     assert "token-A NX PX 30000 -> acquired" in out and "token-B NX PX 30000 -> refused" in out
     assert "release with token-B               -> False (lock still token-A)" in out
     assert "(DB reads: 1)" in out

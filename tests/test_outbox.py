@@ -323,10 +323,8 @@ def test_the_outbox_does_not_stop_a_racing_reader(world):
 # --- the narration ------------------------------------------------------------------------------
 
 
-def test_narration_tells_write_crash_restart_duplicate_and_the_comparison(capsys, monkeypatch):
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    outbox.main()
-    lines = capsys.readouterr().out.splitlines()
+def test_narration_tells_write_crash_restart_duplicate_and_the_comparison(printed):
+    lines = printed(outbox.main)
     assert [line.split(":")[0] for line in lines] == [
         "write", "relay", "relay again", "invalidator", "dual-write", "outbox"]
     assert lines[4].endswith("4 of 14 runs leave a key stale")

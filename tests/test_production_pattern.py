@@ -297,10 +297,8 @@ def test_bad_counter_name_is_a_clear_error(cache, bad):
     assert cache.dbsize() == 0
 
 
-def test_narration(capsys, monkeypatch):
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    production_pattern.main()
-    lines = capsys.readouterr().out.splitlines()
+def test_narration(printed):
+    lines = printed(production_pattern.main)
     assert lines[3].startswith("race  late fill of 'Ada Lovelace' refused: True")
     assert lines[-1].endswith("'Countess of Lovelace'")
 

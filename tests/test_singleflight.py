@@ -148,10 +148,8 @@ def test_bad_user_name_and_missing_user(cache, ada):
     assert ada.writes == 1 and ada.reads == 0  # only the failed UPDATE of user 9 ran
 
 
-def test_narration(capsys, monkeypatch):
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    singleflight.main()
-    lines = capsys.readouterr().out.splitlines()
+def test_narration(printed):
+    lines = printed(singleflight.main)
     assert lines[0].endswith("DB reads: 1")
     assert "'Ada Lovelace' (DB reads: 2)" in lines[-1]
 

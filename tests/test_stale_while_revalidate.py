@@ -94,10 +94,8 @@ def test_bad_options(world, kw, message):
     assert db.reads == 0 and cache.keys("*") == []
 
 
-def test_narration(capsys, monkeypatch):
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    stale_while_revalidate.main()
-    lines = capsys.readouterr().out.splitlines()
+def test_narration(printed):
+    lines = printed(stale_while_revalidate.main)
     assert [line.split("->")[1].split()[0] for line in lines] == ["'Ada'"] * 4 + ["'Ada"]
     assert "refreshes queued: 1" in lines[2] and "DB reads: 2" in lines[-1]
 

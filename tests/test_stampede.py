@@ -203,10 +203,8 @@ def test_unknown_strategy_and_empty_table():
         stampede_table(())
 
 
-def test_narration(capsys, monkeypatch):
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    stampede.main([])
-    lines = capsys.readouterr().out.splitlines()
+def test_narration(printed):
+    lines = printed(stampede.main, [])
     assert lines[0].endswith("DB reads: 10") and lines[1].endswith("DB reads: 1000")
     assert len(lines) == 2 + len(STRATEGIES)
 

@@ -289,12 +289,10 @@ def test_coalescing_many_writes_to_one_key_is_one_db_write(cache, logged):
     assert row(logged) == ("name 99", 2)  # one version step for 100 writes
 
 
-def test_bench_figures(capsys, monkeypatch):
+def test_bench_figures(printed):
     """20 writes in batches of 5: one user -> 4 batches x 2 statements; ten users and
     twenty users -> each batch holds 5 different users -> 4 x 5 x 2."""
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    write_behind.bench(writes=20, batch=5)
-    lines = capsys.readouterr().out.splitlines()
+    lines = printed(write_behind.bench, writes=20, batch=5)
     assert lines[0] == "one write: 0 DB statements, 4 Redis commands, 1 round trip"
     figures = [line.split()[-3:] for line in lines[3:]]
     assert figures == [["8", "4", "2.5x"], ["40", "4", "0.5x"], ["40", "4", "0.5x"]]
@@ -404,10 +402,8 @@ def test_other_bad_input():
 # --- the narration -------------------------------------------------------------------------
 
 
-def test_narration(capsys, monkeypatch):
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    write_behind.main()
-    lines = [line.split("->")[-1].strip() for line in capsys.readouterr().out.splitlines()]
+def test_narration(printed):
+    lines = [line.split("->")[-1].strip() for line in printed(write_behind.main)]
     assert lines == [
         "cache 'Ada Lovelace', DB 'Ada'",
         "readers get 'Ada': the write is lost",

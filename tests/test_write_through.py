@@ -341,10 +341,8 @@ def test_write_cost_against_cache_aside(cache, ada):
     assert cost(cache, ada, lambda: get_user(cache, ada, 1)) == [0, 1, 1]
 
 
-def test_bench_prints_the_ratios(capsys, monkeypatch):
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    write_through.bench(writes=3)
-    lines = capsys.readouterr().out.splitlines()
+def test_bench_prints_the_ratios(printed):
+    lines = printed(write_through.bench, writes=3)
     ratios = {line.rsplit(None, 3)[0]: line.split()[-3:] for line in lines[-2:]}
     assert ratios == {
         "ratio, one write": ["2.0x", "1.0x", "1.0x"],
@@ -423,10 +421,8 @@ def test_cost_needs_a_callable(cache, db):
 # --- the narration ---------------------------------------------------------------------
 
 
-def test_narration(capsys, monkeypatch):
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    write_through.main()
-    lines = [line.split("->")[-1].split() for line in capsys.readouterr().out.splitlines()]
+def test_narration(printed):
+    lines = [line.split("->")[-1].split() for line in printed(write_through.main)]
     assert lines == [
         ["cache", "'Ada", "Lovelace',", "DB", "'Ada", "Lovelace'"],
         ["DB", "reads:", "0"],

@@ -106,10 +106,8 @@ def test_bad_ttl_and_table_options(cache, ada):
         early_expiration_table(expiries=0)
 
 
-def test_narration(capsys, monkeypatch):
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    xfetch.main()
-    lines = capsys.readouterr().out.splitlines()
+def test_narration(printed):
+    lines = printed(xfetch.main)
     assert sum("recomputed early" in line for line in lines) == 1
     assert lines[-1].endswith("(DB reads: 2)")
 
