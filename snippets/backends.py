@@ -13,6 +13,7 @@ explorer, which wraps both to schedule every call.
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import threading
@@ -34,6 +35,26 @@ def user_key(user_id: int) -> str:
     if isinstance(user_id, bool) or not isinstance(user_id, int) or user_id <= 0:
         raise ValueError(f"user_id must be a positive integer, got {user_id!r}")
     return f"user:{user_id}"
+
+
+# Input checks: every public function refuses bad input with an error that names it.
+
+def check_int(name: str, value: object, minimum: int = 1) -> int:
+    """Return ``value`` if it is a whole number >= ``minimum`` (not a bool), else raise
+    ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return value
+
+
+def check_number(name: str, value: object, minimum: float = 0.0) -> float:
+    """Return ``value`` as a float if it is a finite number > ``minimum`` (not a bool),
+    else raise ValueError naming ``name``."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value) or value <= minimum):
+        raise ValueError(f"{name} must be a number > {minimum:g}, got {value!r}")
+    return float(value)
 
 
 def check_ttl(ttl: int) -> int:

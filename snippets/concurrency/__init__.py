@@ -1,0 +1,1 @@
+"""The concurrency pages' examples: one module per page of docs/concurrency/."""

@@ -1,0 +1,351 @@
+"""Under real threads: readers and writers hammer one cache and one SQLite, per strategy.
+
+The explorer proves, schedule by schedule, which strategies can leave a stale value. This
+load test checks the same prediction on real threads, against a real Redis when asked:
+bounded (by operation count AND by time), loopback only, and it stops by itself.
+
+Run it: ``python -m snippets.concurrency.load_test`` (fakeredis), or with a real Redis (its database is
+emptied): ``REDIS_URL=redis://127.0.0.1:6379/0 python -m snippets.concurrency.load_test --seconds 1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import itertools
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import fakeredis
+import redis
+
+from snippets.concurrency import production_pattern
+from snippets.backends import Cache, Database, make_db
+from snippets.concurrency.comparison import STRATEGIES
+
+Read = Callable[[Cache, Database, int], "str | None"]
+Write = Callable[[Cache, Database, int, str], None]
+Strategy = tuple[Read, Write]
+CacheFactory = Callable[[], Cache]
+
+PRODUCTION = "production pattern"
+
+
+def strategies() -> dict[str, Strategy]:
+    """Every strategy of the comparison table, plus this site's production pattern."""
+    production = (production_pattern.get_user, production_pattern.update_user)
+    return {**STRATEGIES, PRODUCTION: production}
+
+
+# --8<-- [start:history]
+# The DB's own record of the order in which values were committed, per user.
+HISTORY_SQL = """
+CREATE TABLE IF NOT EXISTS name_history (
+    seq  INTEGER PRIMARY KEY AUTOINCREMENT,
+    id   INTEGER NOT NULL,
+    name TEXT    NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS record_name AFTER UPDATE OF name ON users
+WHEN NEW.name IS NOT OLD.name
+BEGIN
+    INSERT INTO name_history (id, name) VALUES (NEW.id, NEW.name);
+END;
+"""
+
+
+class Log:
+    """Reads and completed writes, stamped from one shared monotonic counter."""
+
+    def __init__(self) -> None:
+        self._ticks = itertools.count(1)
+        self._lock = threading.Lock()
+        self.writes: list[tuple[int, int, str]] = []  # (done at, user, value)
+        self.reads: list[tuple[int, int, str | None]] = []  # (began at, ...)
+
+    def tick(self) -> int:
+        with self._lock:
+            return next(self._ticks)
+
+    def write_done(self, user_id: int, value: str) -> None:
+        done = self.tick()  # after write() returned: the write has completed
+        with self._lock:
+            self.writes.append((done, user_id, value))
+
+    def read(self, user_id: int, began: int, value: str | None) -> None:
+        with self._lock:
+            self.reads.append((began, user_id, value))
+
+
+# --8<-- [end:history]
+
+
+# --8<-- [start:stale]
+def count_stale_reads(
+    commits: dict[int, list[str]],
+    writes: Iterable[tuple[int, int, str]],
+    reads: Iterable[tuple[int, int, str | None]],
+) -> int:
+    """Reads that returned a value OLDER than the newest write (in DB commit
+    order) that had completed before the read began. A value the DB never
+    held for that user counts as stale too: it is simply wrong."""
+    position = {
+        user: {value: i for i, value in enumerate(values)}
+        for user, values in commits.items()
+    }
+    done: dict[int, list[tuple[int, int]]] = {}  # user -> [(done at, position)]
+    for at, user, value in sorted(writes):
+        if value not in position.get(user, {}):
+            raise ValueError(f"write of {value!r} to user {user} not committed")
+        done.setdefault(user, []).append((at, position[user][value]))
+    newest: dict[int, list[int]] = {  # running max: newest completed so far
+        user: list(itertools.accumulate((p for _, p in events), max))
+        for user, events in done.items()
+    }
+    stale = 0
+    for began, user, value in reads:
+        seen = position.get(user, {}).get(value, -1)  # -1: never held, or None
+        events = done.get(user, [])
+        n = bisect.bisect_left(events, (began, -1))  # writes done before began
+        required = newest[user][n - 1] if n else 0
+        stale += seen < required
+    return stale
+# --8<-- [end:stale]
+
+
+def fake_cache_factory() -> CacheFactory:
+    """Clients of ONE in-process fakeredis server: each thread gets its own."""
+    server = fakeredis.FakeServer()
+    return lambda: fakeredis.FakeRedis(server=server, decode_responses=True)
+
+
+def redis_cache_factory(url: str) -> CacheFactory:
+    """Clients of the real Redis at ``url``: each thread gets its own."""
+    return lambda: redis.Redis.from_url(url, decode_responses=True)
+
+
+def default_cache_factory() -> CacheFactory:
+    url = os.environ.get("REDIS_URL")
+    return redis_cache_factory(url) if url else fake_cache_factory()
+
+
+def _check_strategy(name: str) -> str:
+    known = strategies()
+    if name not in known:
+        raise LookupError(f"unknown strategy {name!r}; known: {', '.join(known)}")
+    return name
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
+    return value
+
+
+def _check_sizes(
+    threads: int, writers: int | None, ops: int, seconds: float, keys: int
+) -> tuple[int, int, int, float, int]:
+    threads = _check_int("threads", threads, 2, 64)
+    writers = _check_int("writers", threads // 2 if writers is None else writers, 1, threads - 1)
+    ops = _check_int("ops", ops, 1, 1_000_000)
+    keys = _check_int("keys", keys, 1, 10_000)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 60:
+        raise ValueError(f"seconds must be more than 0 and at most 60, got {seconds!r}")
+    return threads, writers, ops, float(seconds), keys
+
+
+# --8<-- [start:run]
+def run_load(
+    strategy: str,
+    *,
+    threads: int = 4,
+    writers: int | None = None,
+    ops: int = 2000,
+    seconds: float = 0.3,
+    keys: int = 4,
+    cache_factory: CacheFactory | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Run ``threads`` threads (``writers`` of them writing, the rest reading)
+    on ``keys`` users, each thread for ``ops`` operations or ``seconds``,
+    whichever ends first. Returns the counts and the staleness found."""
+    read, write = strategies()[_check_strategy(strategy)]
+    threads, writers, ops, seconds, keys = _check_sizes(
+        threads, writers, ops, seconds, keys
+    )
+    seed = _check_int("seed", seed, 0, 2**32)
+    factory = cache_factory or default_cache_factory()
+    if not callable(factory):
+        raise TypeError(f"cache_factory must be callable, got {factory!r}")
+
+    db, log, start = make_db(), Log(), threading.Barrier(threads)
+    db.conn.executescript(HISTORY_SQL)
+    for user in range(1, keys + 1):
+        db.add_user(user, f"u{user}-w0")
+    main_cache = factory()
+    main_cache.flushdb()  # every run starts from an empty cache
+    names = itertools.count(1)  # unique values: each one names its write
+    errors: list[BaseException] = []
+
+    def work(index: int) -> None:
+        cache, rng = factory(), random.Random(seed * 1000 + index)
+        try:
+            start.wait()
+            deadline = time.monotonic() + seconds
+            for _ in range(ops):
+                if time.monotonic() >= deadline:
+                    break
+                user = rng.randint(1, keys)
+                if index < writers:
+                    value = f"u{user}-w{next(names)}"
+                    write(cache, db, user, value)
+                    log.write_done(user, value)
+                else:
+                    began = log.tick()
+                    log.read(user, began, read(cache, db, user))
+        except BaseException as error:  # reported by the main thread
+            errors.append(error)
+            start.abort()
+        finally:
+            cache.close()
+
+    began_at = time.monotonic()
+    pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    elapsed = time.monotonic() - began_at
+    if errors:
+        error = errors[0]
+        raise RuntimeError(f"{strategy}: a thread failed: {error!r}") from error
+
+    commits = {user: [f"u{user}-w0"] for user in range(1, keys + 1)}
+    history = "SELECT id, name FROM name_history ORDER BY seq"
+    for user, name in db.query(history):
+        commits[user].append(name)
+    stale_reads = count_stale_reads(commits, log.writes, log.reads)
+    # Stale at the end: once every thread is done, what the next reader gets.
+    stale_keys = sum(
+        read(main_cache, db, user) != commits[user][-1] for user in commits
+    )
+    main_cache.close()
+    db.close()
+    reads = len(log.reads)
+    return {
+        "strategy": strategy,
+        "reads": reads,
+        "writes": len(log.writes),
+        "stale_reads": stale_reads,
+        "stale_per_million": round(stale_reads * 1_000_000 / reads) if reads else 0,
+        "stale_keys": stale_keys,
+        "seconds": round(elapsed, 2),
+    }
+# --8<-- [end:run]
+
+
+# --8<-- [start:predict]
+def predict(strategy: str) -> dict[str, tuple[int, int]]:
+    """The explorer's verdict on the same strategy: (bad, schedules) for two
+    writers and for a writer + a reader, over every interleaving. Bad: a read
+    after everyone is done disagrees with the DB, or a read that began after
+    the write finished returned the old value."""
+    from snippets.explorer import explore
+
+    read, write = strategies()[_check_strategy(strategy)]
+
+    def setup(cache: Cache, db: Database) -> None:
+        db.add_user(1, "old")
+        read(cache, db, 1)  # start warm: "old" is cached
+
+    def check(cache: Cache, db: Database, returns: Any) -> str | None:
+        [(row,)] = db.query("SELECT name FROM users WHERE id = 1")
+        if read(cache, db, 1) != row:
+            return f"after everyone, a read disagrees with the DB's {row!r}"
+        late = "R" in returns and returns.finished_before("W", "R")
+        if late and returns["R"] != row:
+            return f"R began after the write and returned {returns['R']!r}"
+        return None
+
+    scenarios = {
+        "two writers": {"A": lambda c, d: write(c, d, 1, "A"),
+                        "B": lambda c, d: write(c, d, 1, "B")},
+        "writer + reader": {"W": lambda c, d: write(c, d, 1, "new"),
+                            "R": lambda c, d: read(c, d, 1)},
+    }
+    starts = {  # two writers start warm; the reader race needs a miss: cold
+        "two writers": setup,
+        "writer + reader": lambda c, d: d.add_user(1, "old"),
+    }
+    verdicts = {}
+    for scenario, actors in scenarios.items():
+        result = explore(actors, starts[scenario], check, reduce=False)
+        verdicts[scenario] = (len(result.bad), result.total)
+    return verdicts
+# --8<-- [end:predict]
+
+
+def print_predictions(names: Iterable[str] | None = None) -> None:
+    print(f"{'strategy':<22}{'two writers':>16}{'writer + reader':>18}")
+    for name in names or strategies():
+        cells = [f"{bad} bad of {total}" for bad, total in predict(name).values()]
+        print(f"{name:<22}{cells[0]:>16}{cells[1]:>18}")
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        f"{'strategy':<22}{'reads':>8}{'writes':>8}"
+        f"{'stale reads/M':>15}{'stale keys at end':>19}",
+    ]
+    for row in rows:
+        lines.append(
+            f"{row['strategy']:<22}{row['reads']:>8}{row['writes']:>8}"
+            f"{row['stale_per_million']:>15}{row['stale_keys']:>19}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(
+        prog="python -m snippets.concurrency.load_test",
+        description="Readers and writers on real threads, per strategy. "
+        "Set REDIS_URL to use a real Redis (its database is emptied).",
+    )
+    parser.add_argument("--threads", type=int, default=4, help="threads in all (default 4)")
+    parser.add_argument("--writers", type=int, default=None, help="of which writers (half)")
+    parser.add_argument("--ops", type=int, default=2000, help="max ops per thread (2000)")
+    parser.add_argument("--seconds", type=float, default=0.3, help="max seconds per run (0.3)")
+    parser.add_argument("--keys", type=int, default=4, help="users shared by all threads (4)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of each thread's choices")
+    parser.add_argument("--strategy", action="append", help="run only these (repeatable)")
+    args = parser.parse_args(argv)
+    names = args.strategy or list(strategies())
+    try:  # refuse bad input with a usage message, before anything runs
+        for name in names:
+            _check_strategy(name)
+        _check_sizes(args.threads, args.writers, args.ops, args.seconds, args.keys)
+        _check_int("seed", args.seed, 0, 2**32)
+    except (ValueError, LookupError) as error:
+        parser.error(str(error))
+    backend = "redis at " + os.environ["REDIS_URL"] if os.environ.get("REDIS_URL") else "fakeredis"
+    print(
+        f"{args.threads} threads ({args.writers or args.threads // 2} writing), {args.keys} keys, "
+        f"at most {args.ops} ops per thread or {args.seconds:g} s per strategy, on {backend}"
+    )
+    rows = []
+    for name in names:
+        rows.append(
+            run_load(
+                name, threads=args.threads, writers=args.writers, ops=args.ops,
+                seconds=args.seconds, keys=args.keys, seed=args.seed,
+            )
+        )
+    print(format_table(rows))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

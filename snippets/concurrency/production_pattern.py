@@ -1,0 +1,309 @@
+"""The production pattern: update the DB then delete the key; fill a miss under a lease.
+
+Plus the places where update-on-write is safe: sessions, feature flags, atomic counters.
+
+Run it: ``python -m snippets.concurrency.production_pattern`` (add ``REDIS_URL=redis://127.0.0.1:6379/0``
+for a real Redis).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from snippets.backends import (
+    DEFAULT_TTL, Cache, Database, check_name, check_ttl, make_cache, make_db, user_key,
+)
+
+LEASE_TTL = 10  # seconds: a reader that dies holding a lease blocks fills this long
+SESSION_TTL = 1800  # seconds of inactivity before a session ends
+FLAGS_KEY = "flags"
+
+
+# --8<-- [start:lease]
+def lease_key(key: str) -> str:
+    """The lease that guards filling ``key``: ``{user:1}:lease``. The braces
+    (a hash tag) put it in the same Redis Cluster slot as ``user:1``, as the
+    script and the two-key DEL below require."""
+    return f"{{{key}}}:lease"
+
+
+def take_lease(cache: Cache, key: str) -> str | None:
+    """On a miss, BEFORE reading the DB: claim the fill. None if taken."""
+    token = secrets.token_hex(8)
+    taken = cache.set(lease_key(key), token, nx=True, ex=LEASE_TTL)
+    return token if taken else None
+
+
+# Runs inside Redis, so nothing can happen between the check and the SET.
+FILL_IF_LEASE_HELD = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
+
+def fill(cache: Cache, key: str, token: str, value: str, ttl: int) -> bool:
+    """Set ``key`` only if our lease still stands; False if a write came."""
+    # The TTL stays the backstop for anything this does not foresee.
+    lease = lease_key(key)
+    return cache.eval(FILL_IF_LEASE_HELD, 2, key, lease, token, value, ttl) == 1
+
+
+# --8<-- [end:lease]
+
+
+# --8<-- [start:read]
+def get_user(
+    cache: Cache, db: Database, user_id: int, ttl: int = DEFAULT_TTL
+) -> str | None:
+    """Hit: return it. Miss: lease, read the DB, fill unless a write came."""
+    key, ttl = user_key(user_id), check_ttl(ttl)
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    token = take_lease(cache, key)  # before the read: a later write voids it
+    rows = db.query("SELECT name FROM users WHERE id = ?", (user_id,))
+    if not rows:
+        return None  # nothing to cache (an unused lease expires by itself)
+    name = rows[0][0]
+    if token is not None:  # else another reader holds the lease and fills
+        fill(cache, key, token, name, ttl)
+    return name
+# --8<-- [end:read]
+
+
+# --8<-- [start:write]
+def update_user(cache: Cache, db: Database, user_id: int, name: str) -> None:
+    """Write the DB (the source of truth), then delete the key and its lease."""
+    key = user_key(user_id)
+    check_name(name)
+    changed = db.execute(
+        "UPDATE users SET name = ?, version = version + 1 WHERE id = ?",
+        (name, user_id),
+    )
+    if changed == 0:
+        raise LookupError(f"no user with id {user_id}")
+    # One DEL, two keys: any fill that read the old row is now refused.
+    cache.delete(key, lease_key(key))
+# --8<-- [end:write]
+
+
+# --8<-- [start:session]
+def session_key(session_id: str) -> str:
+    if not isinstance(session_id, str) or not session_id.isalnum():
+        raise ValueError(f"session_id must be alphanumeric, got {session_id!r}")
+    return f"session:{session_id}"
+
+
+def save_session(
+    cache: Cache, session_id: str, data: dict, ttl: int = SESSION_TTL
+) -> None:
+    """SET on every write: Redis IS the store, and its owner the one writer."""
+    key, ttl = session_key(session_id), check_ttl(ttl)
+    if not isinstance(data, dict):
+        raise TypeError(f"session data must be a dict, got {data!r}")
+    cache.set(key, json.dumps(data, sort_keys=True), ex=ttl)  # renews the TTL
+
+
+def load_session(cache: Cache, session_id: str) -> dict | None:
+    raw = cache.get(session_key(session_id))
+    return None if raw is None else json.loads(raw)
+# --8<-- [end:session]
+
+
+# --8<-- [start:flags]
+def create_flags_table(db: Database) -> None:
+    """One row: the whole flag set, as one JSON document."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS flags"
+        " (id INTEGER PRIMARY KEY CHECK (id = 1), doc TEXT NOT NULL)"
+    )
+
+
+def set_flags(
+    cache: Cache, db: Database, flags: dict[str, bool], ttl: int = DEFAULT_TTL
+) -> None:
+    """The admin's write: the WHOLE flag set to the DB, then to the cache."""
+    ttl = check_ttl(ttl)
+    if not isinstance(flags, dict) or not all(
+        isinstance(flag, str) and isinstance(on, bool)
+        for flag, on in flags.items()
+    ):
+        raise TypeError(f"flags must be a dict of str to bool, got {flags!r}")
+    doc = json.dumps(flags, sort_keys=True)
+    db.execute("INSERT OR REPLACE INTO flags (id, doc) VALUES (1, ?)", (doc,))
+    cache.set(FLAGS_KEY, doc, ex=ttl)  # read-after-write: no miss, no gap
+
+
+def get_flags(
+    cache: Cache, db: Database, ttl: int = DEFAULT_TTL
+) -> dict[str, bool]:
+    """Hit: return it. Miss: read the DB and fill with NX, never overwriting."""
+    ttl = check_ttl(ttl)
+    doc = cache.get(FLAGS_KEY)
+    if doc is None:
+        rows = db.query("SELECT doc FROM flags WHERE id = 1")
+        doc = rows[0][0] if rows else "{}"
+        # NX: if the admin's SET landed while we read, it wins; ours is dropped.
+        cache.set(FLAGS_KEY, doc, nx=True, ex=ttl)
+    return json.loads(doc)
+# --8<-- [end:flags]
+
+
+# --8<-- [start:counter]
+def counter_key(name: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"counter name must be non-empty text, got {name!r}")
+    return f"counter:{name}"
+
+
+def count_hit(cache: Cache, name: str) -> int:
+    """One INCR: Redis adds one atomically, so no increment is ever lost."""
+    return cache.incr(counter_key(name))
+
+
+def count_hit_unsafe(cache: Cache, name: str) -> int:
+    """GET, then SET: two clients can read the same value and lose one."""
+    key = counter_key(name)
+    value = int(cache.get(key) or 0) + 1
+    cache.set(key, value)
+    return value
+# --8<-- [end:counter]
+
+
+# Every claim above, checked against every interleaving by the explorer. Not part of the
+# pattern: copy the sections above, not this.
+
+
+def _user_claims() -> dict[str, tuple[dict, Callable, Callable]]:
+    from snippets.patterns import cache_aside
+
+    def warm(cache: Cache, db: Database) -> None:  # "old" in the DB and in the cache
+        db.add_user(1, "old")
+        get_user(cache, db, 1)
+
+    def cold(cache: Cache, db: Database) -> None:  # "old" in the DB, nothing cached
+        db.add_user(1, "old")
+
+    def fresh(cache: Cache, db: Database, returns: Any) -> str | None:
+        """Nothing or the DB's value in the cache at the end, and no reader that
+        began after the write finished got the old value."""
+        cached = cache.get("user:1")
+        [(row,)] = db.query("SELECT name FROM users WHERE id = 1")
+        if cached is not None and cached != row:
+            return f"the cache holds {cached!r} but the DB says {row!r}"
+        if "R" in returns and returns.finished_before("W", "R") and returns["R"] != row:
+            return f"R began after the write and returned {returns['R']!r}"
+        return None
+
+    claims = {}
+    for label, (read, write) in {
+        "cache-aside": (cache_aside.get_user, cache_aside.update_user),
+        "production pattern": (get_user, update_user),
+    }.items():
+        claims[f"two writers, {label}"] = (
+            {"A": lambda c, d, w=write: w(c, d, 1, "A"),
+             "B": lambda c, d, w=write: w(c, d, 1, "B")}, warm, fresh)
+        claims[f"writer + reader, {label}"] = (
+            {"W": lambda c, d, w=write: w(c, d, 1, "new"),
+             "R": lambda c, d, r=read: r(c, d, 1)}, cold, fresh)
+    return claims
+
+
+def _safe_use_claims() -> dict[str, tuple[dict, Callable, Callable]]:
+    def old_flags(cache: Cache, db: Database) -> None:
+        create_flags_table(db)
+        db.execute("INSERT INTO flags (id, doc) VALUES (1, ?)", ('{"beta": false}',))
+
+    def flags_match(cache: Cache, db: Database, returns: Any) -> str | None:
+        cached = cache.get(FLAGS_KEY)
+        [(doc,)] = db.query("SELECT doc FROM flags WHERE id = 1")
+        if cached is not None and cached != doc:
+            return f"the cache holds {cached} but the DB says {doc}"
+        return None
+
+    def counted_two(cache: Cache, db: Database, returns: Any) -> str | None:
+        value = cache.get("counter:home")
+        return None if value == "2" else f"two increments, counter = {value}"
+
+    on, off = {"beta": True}, {"beta": False}
+    return {
+        "flags, one admin + a reader": (
+            {"W": lambda c, d: set_flags(c, d, on), "R": lambda c, d: get_flags(c, d)},
+            old_flags, flags_match),
+        "flags, two admins": (
+            {"A": lambda c, d: set_flags(c, d, on), "B": lambda c, d: set_flags(c, d, off)},
+            old_flags, flags_match),
+        "counter, INCR twice": (
+            {"A": lambda c, d: count_hit(c, "home"), "B": lambda c, d: count_hit(c, "home")},
+            None, counted_two),
+        "counter, GET then SET twice": (
+            {"A": lambda c, d: count_hit_unsafe(c, "home"),
+             "B": lambda c, d: count_hit_unsafe(c, "home")},
+            None, counted_two),
+    }
+
+
+def explore_claims(group: str) -> list[tuple[str, int, int]]:
+    """(claim, schedules, bad ones) for ``group`` "user" or "safe uses": every
+    interleaving of the actors' steps, on make_cache() (Redis if REDIS_URL is set)."""
+    from snippets.explorer import explore  # the proof tool, not part of the pattern
+
+    groups = {"user": _user_claims, "safe uses": _safe_use_claims}
+    if group not in groups:
+        raise LookupError(f"unknown group {group!r}; known: {', '.join(groups)}")
+    rows = []
+    for claim, (actors, setup, check) in groups[group]().items():
+        result = explore(actors, setup, check, reduce=False, make_cache=make_cache)
+        rows.append((claim, result.total, len(result.bad)))
+    return rows
+
+
+def print_claims(group: str) -> None:
+    print(f"{'scenario':<38}{'schedules':>10}{'bad':>5}")
+    for claim, total, bad in explore_claims(group):
+        print(f"{claim:<38}{total:>10}{bad:>5}")
+
+
+
+def race_refused() -> str:
+    """The reader race replayed on the production paths, as a Mermaid diagram. The lease
+    token is random: the diagram calls it t1, and the Lua script by its name."""
+    from snippets.explorer import replay
+
+    actors, setup, check = _user_claims()["writer + reader, production pattern"]
+    run = replay(actors, setup, "R R R W W R", check=check)
+    text = run.mermaid({"W": "Writer", "R": "Reader"})
+    text = re.sub(r'EVAL ".*?" 2', "EVAL fill-if-lease-held 2", text)
+    tokens = dict.fromkeys(re.findall(r'"([0-9a-f]{16})"', text))
+    for number, token in enumerate(tokens, 1):
+        text = text.replace(token, f"t{number}")
+    return text + "\n    Note over R: user:1 stays empty, the next read loads new"
+
+
+def main() -> None:
+    """Narrate the production paths, and the reader race they refuse."""
+    cache, db = make_cache(), make_db()
+    db.add_user(1, "Ada")
+    key = user_key(1)
+    print(f"read  user:1  miss, lease, DB read, fill -> {get_user(cache, db, 1)!r}")
+    print(f"read  user:1  hit                        -> {get_user(cache, db, 1)!r}")
+    update_user(cache, db, 1, "Ada Lovelace")
+    print(f"write user:1  UPDATE, DEL key and lease  -> cache holds {cache.get(key)!r}")
+    # The reader race, by hand: a reader misses and reads the row; a write lands.
+    token = take_lease(cache, key)
+    assert token is not None
+    (old,) = db.query("SELECT name FROM users WHERE id = 1")[0]
+    update_user(cache, db, 1, "Countess of Lovelace")
+    refused = not fill(cache, key, token, old, DEFAULT_TTL)
+    print(f"race  late fill of {old!r} refused: {refused} -> cache holds {cache.get(key)!r}")
+    print(f"read  user:1  miss, lease, DB read, fill -> {get_user(cache, db, 1)!r}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Instrumentation: every cache command and SQL statement becomes one scheduled step.
+
+The actor running on this thread (if any) is ``current.actor``; outside an explored actor
+an instrumented client behaves exactly as before."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from snippets.backends import Cache, Database
+from snippets.explorer.footprints import DB_WRITE, Footprint, redis_footprint, sql_footprint
+from snippets.explorer.text import redis_text, rows_text, show, sql_text, as_text
+
+current = threading.local()  # .actor: the actor running on this thread, if any
+
+
+# --8<-- [start:step]
+def _step(target: str, op: Callable[[], str], footprint: Callable[[], Footprint],
+          call: Callable[[], Any], shown_as: Callable[[Any], str] = show) -> Any:
+    """Run ``call`` as one scheduled step of the actor on this thread."""
+    actor: Any = getattr(current, "actor", None)
+    if actor is None or actor.in_step:  # setup, a check, or a call inside a transaction
+        if actor is None or actor.inner is None:
+            return call()
+        text, result = op(), call()
+        actor.inner.append((text, shown_as(result)))  # drawn inside the transaction
+        return result
+    text = op()
+    actor.wait_turn(footprint())  # pause here until the scheduler picks this actor
+    actor.in_step = True
+    try:
+        result = call()
+    except Exception as error:
+        actor.record(target, text, show(error), failed=True)
+        raise
+    finally:
+        actor.in_step = False
+    actor.record(target, text, shown_as(result))
+    return result
+# --8<-- [end:step]
+
+
+def instrument_cache(cache: Cache) -> Cache:
+    """Make every command of ``cache`` (and of its pipelines) a scheduled step. Idempotent;
+    outside an explored actor the client behaves exactly as before."""
+    if getattr(cache, "_explorer_instrumented", False):
+        return cache
+    real_command, real_pipeline = cache.execute_command, cache.pipeline
+
+    def execute_command(*args: Any, **options: Any) -> Any:
+        return _step("cache", lambda: redis_text(args), lambda: redis_footprint(args),
+                     lambda: real_command(*args, **options))
+
+    def pipeline(*args: Any, **kwargs: Any) -> Any:
+        return _instrument_pipeline(real_pipeline(*args, **kwargs))
+
+    cache.execute_command = execute_command  # type: ignore[method-assign]
+    cache.pipeline = pipeline  # type: ignore[method-assign]
+    cache._explorer_instrumented = True  # type: ignore[attr-defined]
+    return cache
+
+
+def _instrument_pipeline(pipe: Any) -> Any:
+    """WATCH and the commands after it run at once: one step each. Commands queued after
+    MULTI run at EXEC: all of them, atomically, as one step."""
+    real_immediate, real_execute = pipe.immediate_execute_command, pipe.execute
+    watched: list[str] = []
+
+    def immediate_execute_command(*args: Any, **options: Any) -> Any:
+        if str(args[0]).upper() == "WATCH":
+            watched.extend(as_text(key) for key in args[1:])
+        return _step("cache", lambda: redis_text(args), lambda: redis_footprint(args),
+                     lambda: real_immediate(*args, **options))
+
+    def execute(*args: Any, **kwargs: Any) -> Any:
+        queued = [command for command, _ in pipe.command_stack]
+        transaction = pipe.transaction or pipe.explicit_transaction
+        parts = [redis_text(command) for command in queued]
+        text = ", ".join(["MULTI", *parts, "EXEC"] if transaction else parts)
+        footprint = frozenset().union(
+            *(redis_footprint(command) for command in queued),
+            {("cache", key, False) for key in watched})
+        try:
+            return _step("cache", lambda: text, lambda: footprint,
+                         lambda: real_execute(*args, **kwargs))
+        finally:
+            watched.clear()
+
+    pipe.immediate_execute_command = immediate_execute_command
+    pipe.execute = execute
+    return pipe
+
+
+def instrument_db(db: Database) -> Database:
+    """Make every SQL statement, and every transaction as a whole, a scheduled step."""
+    if getattr(db, "_explorer_instrumented", False):
+        return db
+    real_query, real_execute, real_transaction = db.query, db.execute, db.transaction
+
+    def query(sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return _step("db", lambda: sql_text(sql, params), lambda: sql_footprint(sql),
+                     lambda: real_query(sql, params), shown_as=rows_text)
+
+    def execute(sql: str, params: Sequence[Any] = ()) -> int:
+        return _step("db", lambda: sql_text(sql, params), lambda: DB_WRITE,
+                     lambda: real_execute(sql, params))  # shown as the rows changed
+
+    @contextmanager
+    def transaction() -> Iterator[Database]:
+        actor: Any = getattr(current, "actor", None)
+        if actor is None or actor.in_step:
+            with real_transaction() as tx:
+                yield tx
+            return
+        actor.wait_turn(DB_WRITE)  # the whole transaction is one step
+        actor.in_step, actor.inner = True, []
+        inner = actor.inner
+        try:
+            with real_transaction() as tx:
+                yield tx
+        except Exception as error:
+            statements = ", ".join(["BEGIN", *(text for text, _ in inner), "ROLLBACK"])
+            actor.record("db", statements, show(error), failed=True, inner=inner)
+            raise
+        finally:
+            actor.in_step, actor.inner = False, None
+        statements = ", ".join(["BEGIN", *(text for text, _ in inner), "COMMIT"])
+        actor.record("db", statements, "committed", inner=inner)
+
+    db.query, db.execute = query, execute  # type: ignore[method-assign]
+    db.transaction = transaction  # type: ignore[method-assign]
+    db._explorer_instrumented = True  # type: ignore[attr-defined]
+    return db

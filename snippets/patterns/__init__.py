@@ -1,0 +1,1 @@
+"""The patterns pages' examples: one module per page of docs/patterns/."""

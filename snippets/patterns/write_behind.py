@@ -1,0 +1,423 @@
+"""Write-behind: a write is acknowledged from the cache; the database is updated later.
+
+Two versions. The naive one keeps the writes still to flush in process memory, and loses
+them when the process dies. The durable one logs every write in a Redis stream, in the
+same MULTI/EXEC as the cache update, and a flusher applies the log to the database and
+acknowledges an entry (XACK) only after the database commit.
+
+Run it: ``python -m snippets.patterns.write_behind`` (``--bench`` counts the DB writes that
+coalescing saves; add ``REDIS_URL=redis://127.0.0.1:6379/0`` for a real Redis).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from snippets.backends import (
+    DEFAULT_TTL, Cache, Database, check_name, check_ttl, make_cache, make_db, user_key,
+)
+from snippets.patterns.write_through import cost
+
+STREAM = "users:writes"  # the log of acknowledged writes
+GROUP = "flushers"  # the consumer group the flushers share
+DEAD = "users:writes:dead"  # entries the database refused, kept for a human
+
+
+def check_positive(what: str, value: object) -> int:
+    """Return ``value`` if it is a positive whole number, else raise ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_count(value: object) -> int:
+    return check_positive("count", value)
+
+
+def check_idle(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"claim_idle_ms must be a whole number >= 0, got {value!r}")
+    return value
+
+
+def check_consumer(consumer: object) -> str:
+    if not isinstance(consumer, str) or not consumer:
+        raise ValueError(f"consumer must be a non-empty string, got {consumer!r}")
+    return consumer
+
+
+# --8<-- [start:read]
+def get_user(
+    cache: Cache, db: Database, user_id: int, ttl: int = DEFAULT_TTL
+) -> str | None:
+    """The user's name: the cache holds the latest write; the DB may lag."""
+    key, ttl = user_key(user_id), check_ttl(ttl)
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    rows = db.query("SELECT name FROM users WHERE id = ?", (user_id,))
+    if not rows:
+        return None
+    # NX: never overwrite a write that landed while we read the DB.
+    cache.set(key, rows[0][0], ex=ttl, nx=True)
+    return rows[0][0]
+# --8<-- [end:read]
+
+
+# --8<-- [start:naive]
+class InMemoryWriteBehind:
+    """Writes go to the cache; the ones to flush wait in this process."""
+
+    def __init__(self, cache: Cache, db: Database, ttl: int = DEFAULT_TTL):
+        self.cache, self.db, self.ttl = cache, db, check_ttl(ttl)
+        self.pending: dict[int, str] = {}  # user id -> latest name
+
+    def write(self, user_id: int, name: str) -> None:
+        """Returning is the acknowledgement: the caller is told it is saved."""
+        key, name = user_key(user_id), check_name(name)
+        self.cache.set(key, name, ex=self.ttl)
+        self.pending[user_id] = name  # replaces an older pending write
+
+    def flush(self) -> int:
+        """Write the pending names to the DB, in one transaction."""
+        with self.db.transaction():
+            for user_id, name in self.pending.items():
+                self.db.execute(
+                    "UPDATE users SET name = ?, version = version + 1"
+                    " WHERE id = ?",
+                    (name, user_id),
+                )
+        flushed, self.pending = len(self.pending), {}
+        return flushed
+# --8<-- [end:naive]
+
+
+# --8<-- [start:crash]
+class Crash(BaseException):
+    """The process dies here. A BaseException, so no ``except Exception``
+    in the code under test can swallow it."""
+
+
+class Process:
+    """One process's view of the cache and the DB: its calls to either are
+    numbered, and the call numbered ``crash_at`` raises Crash instead."""
+
+    def __init__(self, cache: Cache, db: Database, crash_at: int | None = None):
+        if crash_at is not None:
+            check_positive("crash_at", crash_at)
+        self.crash_at, self.steps = crash_at, []
+        self.cache: Any = _Numbered(cache, "cache", self)
+        self.db: Any = _Numbered(db, "db", self)
+
+    def step(self, name: str) -> None:
+        self.steps.append(name)
+        if len(self.steps) == self.crash_at:
+            raise Crash(f"crashed before step {len(self.steps)}: {name}")
+
+
+class _Numbered:
+    def __init__(self, inner: Any, label: str, process: Process):
+        self.inner, self.label, self.process = inner, label, process
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if not callable(attr):
+            return attr
+
+        def numbered(*args: Any, **kwargs: Any) -> Any:
+            self.process.step(f"{self.label}.{name}")
+            return attr(*args, **kwargs)
+
+        return numbered
+# --8<-- [end:crash]
+
+
+# --8<-- [start:durable-write]
+APPLIED_SCHEMA = """
+CREATE TABLE IF NOT EXISTS applied (
+    user_id   INTEGER PRIMARY KEY,
+    entry_ms  INTEGER NOT NULL,  -- the stream ID of the last entry applied
+    entry_seq INTEGER NOT NULL   -- to this row, as two numbers to compare
+)
+"""
+
+
+def prepare(cache: Cache, db: Database) -> None:
+    """Create the consumer group and the applied table (idempotent)."""
+    try:
+        cache.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    except redis.ResponseError as error:
+        if "BUSYGROUP" not in str(error):  # BUSYGROUP: it already exists
+            raise
+    db.execute(APPLIED_SCHEMA)
+
+
+def write(cache: Cache, user_id: int, name: str) -> str:
+    """Update the cache and log the write, atomically; then acknowledge.
+
+    Returns the log entry's ID: its position in the order of all writes.
+    """
+    key, name = user_key(user_id), check_name(name)
+    with cache.pipeline() as pipe:  # MULTI/EXEC: both happen, or neither
+        pipe.set(key, name)  # no TTL while the DB lacks it: see flush()
+        pipe.xadd(STREAM, {"user_id": user_id, "name": name})
+        _, entry_id = pipe.execute()
+    return entry_id
+# --8<-- [end:durable-write]
+
+
+# --8<-- [start:flush]
+Entry = tuple[str, dict[str, str]]  # (stream ID, fields)
+
+
+def flush(
+    cache: Cache,
+    db: Database,
+    consumer: str,
+    count: int = 100,
+    claim_idle_ms: int = 60_000,
+    ttl: int = DEFAULT_TTL,
+) -> int:
+    """Apply one batch of logged writes; XACK them only after the commit.
+
+    Returns how many entries it acknowledged (0: nothing to do).
+    """
+    ttl = check_ttl(ttl)
+    entries = take_batch(cache, consumer, count, claim_idle_ms)
+    if not entries:
+        return 0
+    newest: dict[int, tuple[str, str]] = {}  # coalesce: the latest per user
+    for entry_id, fields in sorted(entries, key=lambda e: order(e[0])):
+        newest[int(fields["user_id"])] = (entry_id, fields["name"])
+    refused = []
+    with db.transaction():
+        for user_id, (entry_id, name) in newest.items():
+            if apply(db, user_id, name, entry_id) == "no such user":
+                refused.append(
+                    {"entry": entry_id, "user_id": user_id, "name": name}
+                )
+    with cache.pipeline() as pipe:  # after the commit; both, or neither
+        for dead in refused:
+            pipe.xadd(DEAD, dead)
+        for user_id, (_, name) in newest.items():  # in the DB: may expire now
+            pipe.eval(EXPIRE_IF_SAME, 1, user_key(user_id), name, ttl)
+        pipe.xack(STREAM, GROUP, *(entry_id for entry_id, _ in entries))
+        pipe.execute()
+    return len(entries)
+
+
+# Unless a newer write replaced the copy: that one is not in the DB yet.
+EXPIRE_IF_SAME = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
+def take_batch(
+    cache: Cache, consumer: str, count: int, claim_idle_ms: int
+) -> list[Entry]:
+    """Entries to apply, oldest obligations first."""
+    consumer, count = check_consumer(consumer), check_count(count)
+    claim_idle_ms = check_idle(claim_idle_ms)
+    # 1. Mine, delivered before I crashed and never acknowledged.
+    mine = cache.xreadgroup(GROUP, consumer, {STREAM: "0"}, count=count)
+    if mine and mine[0][1]:
+        return mine[0][1]
+    # 2. Another flusher's, idle so long that it is presumed dead.
+    _, claimed, *_ = cache.xautoclaim(
+        STREAM, GROUP, consumer, claim_idle_ms, start_id="0-0", count=count
+    )
+    if claimed:
+        return claimed
+    # 3. New writes.
+    new = cache.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=count)
+    return new[0][1] if new else []
+
+
+def apply(db: Database, user_id: int, name: str, entry_id: str) -> str:
+    """Apply one entry unless this row already has it or a newer one.
+
+    Idempotent: a replayed entry changes nothing. Call inside a transaction.
+    """
+    ms, seq = order(entry_id)
+    changed = db.execute(
+        """UPDATE users SET name = ?, version = version + 1
+           WHERE id = ? AND NOT EXISTS (
+               SELECT 1 FROM applied WHERE user_id = ?
+               AND (entry_ms, entry_seq) >= (?, ?))""",
+        (name, user_id, user_id, ms, seq),
+    )
+    if changed:
+        db.execute(
+            """INSERT INTO applied (user_id, entry_ms, entry_seq)
+               VALUES (?, ?, ?) ON CONFLICT (user_id) DO UPDATE
+               SET entry_ms = excluded.entry_ms,
+                   entry_seq = excluded.entry_seq""",
+            (user_id, ms, seq),
+        )
+        return "applied"
+    if db.query("SELECT 1 FROM users WHERE id = ?", (user_id,)):
+        return "already applied"  # a replay, or older than what the row has
+    return "no such user"
+
+
+def order(entry_id: str) -> tuple[int, int]:
+    """A stream ID such as '1700000000000-3' as (milliseconds, sequence)."""
+    ms, sep, seq = str(entry_id).partition("-")
+    if not (sep and ms.isdigit() and seq.isdigit()):
+        raise ValueError(f"not a stream entry ID: {entry_id!r}")
+    return int(ms), int(seq)
+# --8<-- [end:flush]
+
+
+def drain(
+    cache: Cache, db: Database, consumer: str, count: int = 100,
+    claim_idle_ms: int = 60_000,
+) -> int:
+    """Flush until there is nothing left to flush; return the entries acknowledged."""
+    total = 0
+    while acked := flush(cache, db, consumer, count, claim_idle_ms):
+        total += acked
+    return total
+
+
+def pending(cache: Cache) -> int:
+    """Entries delivered to a flusher and not yet acknowledged."""
+    return int(cache.xpending(STREAM, GROUP)["pending"])
+
+
+# --8<-- [start:sweep]
+def crash_sweep(
+    make_world: Callable[[], tuple[Cache, Database]], count: int = 3
+) -> dict[str, int]:
+    """Kill a flusher at every step k, then the next one at every step j.
+
+    One run: 5 acknowledged writes to 2 users; flusher f1 dies at step k;
+    2 more writes; f2 (which thinks f1 alive, so leaves its entries alone)
+    dies at step j; f3 claims whatever is left and drains the log. Then
+    every user's row must hold its last acknowledged write.
+    """
+    count = check_count(count)
+    totals = {"runs": 0, "crashes": 0, "lost": 0, "pending": 0, "disagree": 0}
+    for k in range(1, 1000):
+        for j in range(1, 1000):
+            cache, db = make_world()
+            prepare(cache, db)
+            for user_id in (1, 2):
+                db.add_user(user_id, "before")
+            acked: dict[int, str] = {}
+            for user_id, name in [(1, "a1"), (2, "b1"), (1, "a2"),
+                                  (2, "b2"), (1, "a3")]:
+                write(cache, user_id, name)
+                acked[user_id] = name  # write() returned: acknowledged
+            f1_died = _dies(cache, db, "f1", k, count, claim_idle_ms=0)
+            for user_id, name in [(1, "a4"), (2, "b3")]:
+                write(cache, user_id, name)
+                acked[user_id] = name
+            f2_died = _dies(cache, db, "f2", j, count, claim_idle_ms=60_000)
+            drain(cache, db, "f3", count, claim_idle_ms=0)
+            rows = dict(db.query("SELECT id, name FROM users"))
+            totals["runs"] += 1
+            totals["crashes"] += f1_died + f2_died
+            totals["lost"] += sum(rows[u] != name for u, name in acked.items())
+            totals["pending"] += pending(cache)
+            totals["disagree"] += sum(
+                cache.get(user_key(u)) != rows[u] for u in acked)
+            cache.close()
+            db.close()
+            if not f2_died:
+                break
+        if not f1_died:
+            break
+    return totals
+
+
+def _dies(cache: Cache, db: Database, name: str, crash_at: int,
+          count: int, claim_idle_ms: int) -> bool:
+    """Drain as flusher ``name``, dying at step ``crash_at``: did it die?"""
+    process = Process(cache, db, crash_at)
+    try:
+        drain(process.cache, process.db, name, count, claim_idle_ms)
+    except Crash:
+        return True
+    return False
+# --8<-- [end:sweep]
+
+
+# --8<-- [start:bench]
+def bench(writes: int = 1000, batch: int = 100) -> None:
+    """Count the cost of a write, and the DB statements behind ``writes``."""
+    writes, batch = check_positive("writes", writes), check_positive("batch", batch)
+    cache, db = make_cache(), make_db()
+    prepare(cache, db)
+    db.add_user(1, "x")
+    statements, commands, trips = cost(cache, db, lambda: write(cache, 1, "y"))
+    print(f"one write: {statements} DB statements, {commands} Redis commands, "
+          f"{trips} round trip")
+    head = f"{writes} writes, batches of {batch}"
+    print(f"{head:<35}{'statements':>11}{'commits':>9}{'reduction':>11}")
+    print(f"{'synchronous, one UPDATE per write':<35}{writes:>11}{writes:>9}")
+    for users, label in ((1, "1 user (a hot key)"), (10, "10 users"),
+                         (writes, f"{writes} users (no repeats)")):
+        cache, db = make_cache(), make_db()
+        prepare(cache, db)
+        for user_id in range(1, users + 1):
+            db.add_user(user_id, "x")
+        for i in range(writes):
+            write(cache, 1 + i % users, f"name {i}")
+        db.reset_counts()
+        commits = 0
+        while flush(cache, db, "bench", count=batch):
+            commits += 1
+        statements = db.reads + db.writes
+        print(f"{'write-behind, ' + label:<35}{statements:>11}{commits:>9}"
+              f"{writes / statements:>10.1f}x")
+        cache.close()
+        db.close()
+# --8<-- [end:bench]
+
+
+def main() -> None:
+    """Narrate: a write lost from memory, then one that survives two crashes."""
+    cache, db = make_cache(), make_db()
+    db.add_user(1, "Ada")
+
+    def state(label: str) -> None:
+        name = db.query("SELECT name FROM users WHERE id = 1")[0][0]
+        print(f"{label:<42} cache {cache.get(user_key(1))!r}, DB {name!r}")
+
+    naive = InMemoryWriteBehind(cache, db)
+    naive.write(1, "Ada Lovelace")
+    state("in memory: write acknowledged ->")
+    del naive  # the process dies before its flush: its pending dict is gone
+    cache.delete(user_key(1))  # later, the cache entry expires
+    print(f"{'died before the flush, entry expired ->':<42} readers get "
+          f"{get_user(cache, db, 1)!r}: the write is lost")
+
+    prepare(cache, db)
+    write(cache, 1, "Ada Lovelace")
+    state("logged: write acknowledged ->")
+    dies = Process(cache, db, crash_at=7)  # step 7: the XACK, after the commit
+    try:
+        flush(dies.cache, dies.db, "f1")
+    except Crash:
+        state("f1 commits, dies before its XACK ->")
+    drain(cache, db, "f2", claim_idle_ms=0)
+    version = db.query("SELECT version FROM users WHERE id = 1")[0][0]
+    print(f"{'f2 claims the entry, re-applies it ->':<42} "
+          f"version {version} (unchanged), {pending(cache)} pending")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--bench"]:
+        bench()
+    elif sys.argv[1:]:
+        sys.exit(f"usage: python -m snippets.patterns.write_behind [--bench], got {sys.argv[1:]}")
+    else:
+        main()

@@ -1,0 +1,1 @@
+"""The scaling pages' examples: one module per page of docs/scaling/."""

@@ -1,0 +1,102 @@
+"""Update vs invalidate on write: each claim of docs/concurrency/update-vs-invalidate.md."""
+
+from __future__ import annotations
+
+from itertools import permutations
+
+import pytest
+
+from snippets.explorer import mermaid_problems, pages
+from snippets.concurrency import update_vs_invalidate
+from snippets.patterns.cache_aside import get_user, update_user
+from snippets.explorer import explore, replay, reusing
+from snippets.concurrency.update_vs_invalidate import (cache_agrees_with_db, two_writers, update_user_and_cache,
+                                           user_in_cache)
+
+PAGE = pages.DOCS / "concurrency" / "update-vs-invalidate.md"
+
+
+def every_interleaving() -> set[str]:
+    """All orders of A's two steps and B's two steps, each actor's own steps in order."""
+    return {" ".join(order) for order in set(permutations("AABB"))}
+
+
+def sets_out_of_order(schedule: str) -> bool:
+    """Update-on-write is A: UPDATE, SET and B: UPDATE, SET. The DB keeps the last UPDATE,
+    the cache the last SET: they disagree when those belong to different requests."""
+    names = schedule.split()
+    updates = [n for i, n in enumerate(names) if n not in names[:i]]  # first steps, in order
+    sets = [n for i, n in enumerate(names) if n in names[:i]]  # second steps, in order
+    return updates[-1] != sets[-1]
+
+
+def test_update_on_write_is_bad_exactly_when_the_sets_run_out_of_order(cache):
+    result = explore(two_writers(update_user_and_cache), user_in_cache, cache_agrees_with_db,
+                     reduce=False, make_cache=reusing(cache))
+    assert result.total == len(every_interleaving()) == 6
+    expected = {s for s in every_interleaving() if sets_out_of_order(s)}
+    assert expected == {"A B B A", "B A A B"}
+    assert {str(s) for s in result.bad} == expected
+
+
+def test_invalidate_on_write_is_never_bad_with_two_writers(cache):
+    result = explore(two_writers(update_user), user_in_cache, cache_agrees_with_db,
+                     reduce=False, make_cache=reusing(cache))
+    assert result.total == 6 and result.bad == []
+    assert all(outcome.startswith("cache empty") for outcome in result.outcomes)
+
+
+def test_the_seeds_scenario_db_b_cache_a(cache):
+    run = replay(two_writers(update_user_and_cache), user_in_cache, "A B B A",
+                 check=cache_agrees_with_db, make_cache=reusing(cache))
+    assert run.db.query("SELECT name FROM users WHERE id = 1") == [("B",)]
+    assert cache.get("user:1") == "A"
+    assert 0 < cache.ttl("user:1") <= 300  # stale until the TTL, unless written again
+    assert run.verdict == "stale: the cache holds 'A' but the DB says 'B'"
+
+
+def test_same_order_with_invalidation_leaves_the_cache_empty():
+    run = update_vs_invalidate.invalidate_same_order()
+    assert run.verdict is None and run.cache.get("user:1") is None
+    assert get_user(run.cache, run.db, 1) == "B"
+
+
+def test_update_on_write_alone_sets_the_new_value_with_a_ttl(cache, db):
+    db.add_user(1, "old")
+    update_user_and_cache(cache, db, 1, "new", ttl=60)
+    assert cache.get("user:1") == "new" and 0 < cache.ttl("user:1") <= 60
+    assert db.query("SELECT name, version FROM users WHERE id = 1") == [("new", 2)]
+
+
+@pytest.mark.parametrize(("args", "error", "message"), [
+    ((0, "x"), ValueError, "user_id must be a positive integer, got 0"),
+    ((1, ""), ValueError, "name must be a non-empty string, got ''"),
+    ((1, None), ValueError, "name must be a non-empty string, got None"),
+    ((1, "x", 0), ValueError, "ttl must be a positive number of seconds, got 0"),
+    ((7, "x"), LookupError, "no user with id 7"),
+])
+def test_bad_input_is_refused_and_nothing_is_written(cache, db, args, error, message):
+    db.add_user(1, "old")
+    cache.set("user:7", "someone else's")
+    with pytest.raises(error, match=message):
+        update_user_and_cache(cache, db, *args)
+    assert db.query("SELECT name FROM users WHERE id = 1") == [("old",)]
+    assert cache.get("user:1") is None and cache.get("user:7") == "someone else's"
+
+
+def test_the_pages_diagrams_are_the_replays():
+    diagrams = pages.page_diagrams(PAGE)
+    assert [ref for ref, _ in diagrams] == [
+        "snippets.concurrency.update_vs_invalidate:seed_race_diagram",
+        "snippets.concurrency.update_vs_invalidate:invalidate_same_order_diagram"]
+    for ref, text in diagrams:
+        assert text == pages.render(ref), f"{ref}: run python -m snippets.explorer --diagrams"
+        assert mermaid_problems(text) == []
+
+
+def test_narration(capsys):
+    update_vs_invalidate.main()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("2 bad: A B B A, B A A B")
+    assert lines[1].endswith("0 bad: none")
+    assert lines[2].endswith("DB = 'B', cache = 'A'")

@@ -1,0 +1,413 @@
+"""Write-behind: each claim of docs/patterns/write-behind.md, on fakeredis and real Redis."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import redis
+
+from snippets.patterns import write_behind
+from snippets.backends import backend_name, make_db, make_fake_cache, make_redis_cache
+from snippets.patterns.write_behind import (
+    DEAD,
+    GROUP,
+    STREAM,
+    Crash,
+    InMemoryWriteBehind,
+    Process,
+    crash_sweep,
+    drain,
+    flush,
+    get_user,
+    order,
+    pending,
+    prepare,
+    write,
+)
+from snippets.patterns.write_through import Intercept, cost
+
+
+@pytest.fixture
+def logged(cache, ada):
+    prepare(cache, ada)
+    ada.reset_counts()
+    return ada
+
+
+def row(db, user_id=1):
+    return db.query("SELECT name, version FROM users WHERE id = ?", (user_id,))[0]
+
+
+def steps_of_a_clean_flush(cache, db, **options):
+    process = Process(cache, db)
+    flush(process.cache, process.db, "probe", **options)
+    return process.steps
+
+
+# --- the naive version: the queue lives in the process ----------------------------------
+
+
+def test_in_memory_write_is_acknowledged_before_the_db_has_it(cache, ada):
+    wb = InMemoryWriteBehind(cache, ada)
+    wb.write(1, "Ada Lovelace")
+    assert get_user(cache, ada, 1) == "Ada Lovelace"
+    assert row(ada) == ("Ada", 1)
+    assert ada.writes == 0
+    assert wb.flush() == 1
+    assert row(ada) == ("Ada Lovelace", 2)
+
+
+def test_in_memory_acknowledged_write_is_lost_when_the_process_dies(cache, ada):
+    wb = InMemoryWriteBehind(cache, ada)
+    wb.write(1, "Ada Lovelace")  # acknowledged
+    del wb  # the process dies before its flush
+    cache.delete("user:1")  # the entry expires (or Redis restarts without persistence)
+    assert get_user(cache, ada, 1) == "Ada"
+    assert row(ada) == ("Ada", 1)
+
+
+def test_in_memory_crash_during_the_flush_loses_the_whole_batch(cache, db):
+    for user_id in (1, 2):
+        db.add_user(user_id, "before")
+    process = Process(cache, db, crash_at=4)  # cache.set, cache.set, db.transaction, ...
+    wb = InMemoryWriteBehind(process.cache, process.db)
+    wb.write(1, "one")
+    wb.write(2, "two")
+    with pytest.raises(Crash, match="step 4: db.execute"):
+        wb.flush()  # dies at its first UPDATE: the transaction rolls back
+    assert db.query("SELECT name FROM users ORDER BY id") == [("before",), ("before",)]
+
+
+def test_in_memory_coalesces_writes_to_one_key(cache, ada):
+    wb = InMemoryWriteBehind(cache, ada)
+    for i in range(50):
+        wb.write(1, f"name {i}")
+    assert wb.flush() == 1
+    assert ada.writes == 1
+    assert row(ada) == ("name 49", 2)
+
+
+# --- the durable version: the log lives in Redis -----------------------------------------
+
+
+def test_write_touches_no_db_and_logs_the_write(cache, logged):
+    assert cost(cache, logged, lambda: write(cache, 1, "Ada L")) == [0, 4, 1]
+    assert cache.get("user:1") == "Ada L"
+    assert cache.ttl("user:1") == -1  # pinned: no TTL until the DB has it
+    [(entry_id, fields)] = cache.xrange(STREAM)
+    assert fields == {"user_id": "1", "name": "Ada L"}
+    assert row(logged) == ("Ada", 1)
+
+
+def test_a_write_that_fails_is_neither_cached_nor_logged(cache, logged):
+    process = Process(cache, logged, crash_at=1)
+    with pytest.raises(Crash):
+        write(process.cache, 1, "never")
+    assert cache.exists("user:1") == 0
+    assert cache.xlen(STREAM) == 0
+
+
+def test_flush_applies_acks_and_lets_the_copy_expire(cache, logged):
+    write(cache, 1, "Ada L")
+    assert flush(cache, logged, "f1", ttl=60) == 1
+    assert row(logged) == ("Ada L", 2)
+    assert pending(cache) == 0
+    assert 0 < cache.ttl("user:1") <= 60
+
+
+def test_a_newer_unflushed_write_keeps_its_copy_pinned(cache, logged):
+    write(cache, 1, "first")
+    # A second write lands between the flusher's read of the log and its commit.
+    racing = Intercept(logged, "transaction", lambda: write(cache, 1, "second"))
+    flush(cache, racing, "f1", count=1, ttl=60)
+    assert row(logged)[0] == "first"
+    assert cache.get("user:1") == "second"
+    assert cache.ttl("user:1") == -1  # not in the DB yet: must not expire
+    drain(cache, logged, "f1")
+    assert row(logged)[0] == "second"
+    assert cache.ttl("user:1") > 0
+
+
+def test_a_clean_flush_of_one_entry_takes_seven_steps(cache, logged):
+    write(cache, 1, "Ada L")
+    assert steps_of_a_clean_flush(cache, logged) == [
+        "cache.xreadgroup", "cache.xautoclaim", "cache.xreadgroup",  # mine, claimed, new
+        "db.transaction", "db.execute", "db.execute",  # UPDATE, then the applied mark
+        "cache.pipeline",  # MULTI, EXPIRE if unchanged, XACK, EXEC
+    ]
+
+
+def test_why_copies_are_pinned_a_copy_gone_before_its_flush_goes_stale(cache, logged):
+    write(cache, 1, "Ada L")
+    cache.delete("user:1")  # as if it had expired (or been evicted) before the flush
+    assert get_user(cache, logged, 1, ttl=60) == "Ada"  # the DB's older row...
+    drain(cache, logged, "f1")
+    assert row(logged)[0] == "Ada L"
+    assert get_user(cache, logged, 1) == "Ada"  # ...stays cached after the flush
+    assert 0 < cache.ttl("user:1") <= 60  # until its TTL
+
+
+def test_crash_after_commit_before_xack_replays_harmlessly(cache, logged):
+    write(cache, 1, "Ada L")
+    process = Process(cache, logged, crash_at=7)
+    with pytest.raises(Crash, match="step 7: cache.pipeline"):
+        flush(process.cache, process.db, "f1")
+    assert row(logged) == ("Ada L", 2)  # committed...
+    assert pending(cache) == 1  # ...but not acknowledged
+    assert drain(cache, logged, "f2", claim_idle_ms=0) == 1  # claimed, re-applied
+    assert row(logged) == ("Ada L", 2)  # version unchanged: the replay was a no-op
+    assert pending(cache) == 0
+
+
+def test_crash_before_commit_leaves_the_entries_pending(cache, logged):
+    write(cache, 1, "Ada L")
+    process = Process(cache, logged, crash_at=6)  # inside the transaction
+    with pytest.raises(Crash, match="step 6: db.execute"):
+        flush(process.cache, process.db, "f1")
+    assert row(logged) == ("Ada", 1)  # rolled back: nothing half-written
+    assert logged.query("SELECT COUNT(*) FROM applied") == [(0,)]
+    assert pending(cache) == 1
+    drain(cache, logged, "f2", claim_idle_ms=0)
+    assert row(logged) == ("Ada L", 2)
+
+
+def test_a_restarted_flusher_first_takes_back_its_own_entries(cache, logged):
+    write(cache, 1, "Ada L")
+    process = Process(cache, logged, crash_at=4)  # before the transaction
+    with pytest.raises(Crash):
+        flush(process.cache, process.db, "f1")
+    # Same name, no claiming of others (the default idle time is a minute):
+    assert flush(cache, logged, "f1") == 1
+    assert row(logged) == ("Ada L", 2)
+
+
+def test_a_live_flusher_does_not_steal_entries_still_in_progress(cache, logged):
+    write(cache, 1, "Ada L")
+    cache.xreadgroup(GROUP, "busy", {STREAM: ">"})  # delivered to a live flusher
+    assert flush(cache, logged, "other") == 0  # idle for less than a minute: left alone
+    assert pending(cache) == 1
+
+
+def test_a_replayed_older_entry_cannot_overwrite_a_newer_one(cache, logged):
+    write(cache, 1, "old")
+    process = Process(cache, logged, crash_at=4)  # f1 took "old", died before the DB
+    with pytest.raises(Crash):
+        flush(process.cache, process.db, "f1", count=1)
+    write(cache, 1, "new")
+    assert flush(cache, logged, "f2") == 1  # f1 presumed alive: f2 applies "new"
+    assert row(logged)[0] == "new"
+    assert drain(cache, logged, "f3", claim_idle_ms=0) == 1  # now "old" is replayed
+    assert row(logged) == ("new", 2)  # refused: the row already has a newer entry
+    assert cache.get("user:1") == "new"
+
+
+def test_apply_outcomes(cache, logged):
+    write_behind.apply(logged, 1, "x", "5-0")
+    assert write_behind.apply(logged, 1, "y", "5-0") == "already applied"
+    assert write_behind.apply(logged, 1, "y", "4-9") == "already applied"
+    assert write_behind.apply(logged, 1, "z", "5-1") == "applied"
+    assert write_behind.apply(logged, 9, "z", "6-0") == "no such user"
+    assert row(logged) == ("z", 3)
+
+
+def test_a_write_the_db_refuses_is_found_after_its_ack_and_dead_lettered(cache, logged):
+    entry_id = write(cache, 7, "Nobody")  # acknowledged: the DB was never asked
+    assert drain(cache, logged, "f1") == 1
+    assert cache.xrange(DEAD)[0][1] == {"entry": entry_id, "user_id": "7", "name": "Nobody"}
+    assert pending(cache) == 0  # acknowledged: it will not block the log
+    assert logged.query("SELECT COUNT(*) FROM users") == [(1,)]
+    assert logged.query("SELECT COUNT(*) FROM applied") == [(0,)]
+
+
+def test_kill_the_flusher_at_every_step(cache):
+    """No acknowledged write lost, nothing left pending, cache and DB agreeing, for a
+    crash of f1 at every step k and of f2 at every step j."""
+    if backend_name(cache) == "redis":
+        url = os.environ["REDIS_URL"]  # the fixture's database, emptied per run
+        make_cache = lambda: make_redis_cache(url)  # noqa: E731
+    else:
+        make_cache = make_fake_cache
+    totals = crash_sweep(lambda: (make_cache(), make_db()))
+    assert totals["lost"] == 0
+    assert totals["pending"] == 0
+    assert totals["disagree"] == 0
+    # Every crash point was tried: at least one run per step of a clean flush, and
+    # every run but the last of each k had a crash.
+    probe_cache, probe_db = make_cache(), make_db()
+    prepare(probe_cache, probe_db)
+    probe_db.add_user(1, "x")
+    write(probe_cache, 1, "y")
+    assert totals["runs"] > len(steps_of_a_clean_flush(probe_cache, probe_db))
+    assert totals["crashes"] > totals["runs"]
+
+
+def fake_world():
+    return make_fake_cache(), make_db()
+
+
+def test_the_sweep_catches_a_flusher_that_acks_before_its_commit(monkeypatch):
+    def acks_first(cache, db, consumer, count=100, claim_idle_ms=60_000, ttl=300):
+        entries = write_behind.take_batch(cache, consumer, count, claim_idle_ms)
+        if not entries:
+            return 0
+        cache.xack(STREAM, GROUP, *(entry_id for entry_id, _ in entries))  # the bug
+        with db.transaction():
+            for entry_id, fields in sorted(entries, key=lambda e: order(e[0])):
+                write_behind.apply(db, int(fields["user_id"]), fields["name"], entry_id)
+        return len(entries)
+
+    monkeypatch.setattr(write_behind, "flush", acks_first)
+    assert crash_sweep(fake_world, count=5)["lost"] > 0
+
+
+def test_the_sweep_catches_an_apply_without_the_applied_check(monkeypatch):
+    def unguarded(db, user_id, name, entry_id):
+        db.execute("UPDATE users SET name = ? WHERE id = ?", (name, user_id))
+        return "applied"
+
+    monkeypatch.setattr(write_behind, "apply", unguarded)
+    assert crash_sweep(fake_world, count=5)["lost"] > 0
+
+
+def test_the_sweep_catches_a_flusher_that_never_claims(monkeypatch):
+    take_batch = write_behind.take_batch
+
+    def never_claims(cache, consumer, count, claim_idle_ms):
+        return take_batch(cache, consumer, count, 10**12)  # nobody is ever presumed dead
+
+    monkeypatch.setattr(write_behind, "take_batch", never_claims)
+    totals = crash_sweep(fake_world, count=5)
+    assert totals["lost"] > 0 and totals["pending"] > 0
+
+
+def test_coalescing_many_writes_to_one_key_is_one_db_write(cache, logged):
+    for i in range(100):
+        write(cache, 1, f"name {i}")
+    assert flush(cache, logged, "f1", count=100) == 100
+    assert logged.writes == 2  # the UPDATE and its applied-entry mark
+    assert row(logged) == ("name 99", 2)  # one version step for 100 writes
+
+
+def test_bench_figures(printed):
+    """20 writes in batches of 5: one user -> 4 batches x 2 statements; ten users and
+    twenty users -> each batch holds 5 different users -> 4 x 5 x 2."""
+    lines = printed(write_behind.bench, writes=20, batch=5)
+    assert lines[0] == "one write: 0 DB statements, 4 Redis commands, 1 round trip"
+    figures = [line.split()[-3:] for line in lines[3:]]
+    assert figures == [["8", "4", "2.5x"], ["40", "4", "0.5x"], ["40", "4", "0.5x"]]
+
+
+# --- the Redis stream commands the durable version relies on, on both backends ----------
+
+
+def test_stream_commands_behave_as_relied_on(cache):
+    prepare(cache, make_db())
+    prepare(cache, make_db())  # BUSYGROUP is swallowed: prepare is idempotent
+    first = cache.xadd(STREAM, {"n": "1"})
+    cache.xadd(STREAM, {"n": "2"})
+    assert order(first) < order(cache.xadd(STREAM, {"n": "3"}))
+    [[_, delivered]] = cache.xreadgroup(GROUP, "c1", {STREAM: ">"}, count=2)
+    assert [fields["n"] for _, fields in delivered] == ["1", "2"]
+    assert cache.xpending(STREAM, GROUP)["pending"] == 2
+    [[_, again]] = cache.xreadgroup(GROUP, "c1", {STREAM: "0"})  # own pending entries
+    assert again == delivered
+    _, claimed, *_ = cache.xautoclaim(STREAM, GROUP, "c2", 0, start_id="0-0", count=1)
+    assert [entry_id for entry_id, _ in claimed] == [first]
+    owners = cache.xpending_range(STREAM, GROUP, "-", "+", 10)
+    assert [o["consumer"] for o in owners] == ["c2", "c1"]
+    assert cache.xack(STREAM, GROUP, first, first) == 1  # counts acknowledged entries
+
+
+def test_prepare_reraises_other_errors(cache, db):
+    cache.set(STREAM, "not a stream")
+    with pytest.raises(redis.ResponseError, match="(?i)wrongtype|key"):
+        prepare(cache, db)
+
+
+# --- reads ---------------------------------------------------------------------------------
+
+
+def test_read_fill_never_overwrites_a_write_that_landed_meanwhile(cache, logged):
+    slow_reader = Intercept(cache, "set", lambda: write(cache, 1, "new"))
+    assert get_user(slow_reader, logged, 1) == "Ada"  # it read the DB before the write
+    assert cache.get("user:1") == "new"
+
+
+def test_read_miss_fills_with_a_ttl(cache, ada):
+    assert get_user(cache, ada, 1, ttl=60) == "Ada"
+    assert 0 < cache.ttl("user:1") <= 60
+    assert get_user(cache, ada, 42) is None
+
+
+# --- bad input: a clear error, nothing written ----------------------------------------------
+
+
+@pytest.mark.parametrize("bad_id", [0, -1, "1", 1.0, True, None])
+def test_bad_user_id(cache, logged, bad_id):
+    with pytest.raises(ValueError, match="user_id must be a positive integer"):
+        write(cache, bad_id, "x")
+    with pytest.raises(ValueError, match="user_id must be a positive integer"):
+        InMemoryWriteBehind(cache, logged).write(bad_id, "x")
+    with pytest.raises(ValueError, match="user_id must be a positive integer"):
+        get_user(cache, logged, bad_id)
+    assert cache.xlen(STREAM) == 0 and cache.dbsize() == 1  # only the stream's group
+
+
+@pytest.mark.parametrize("bad_name", ["", None, 3])
+def test_bad_name(cache, logged, bad_name):
+    with pytest.raises(ValueError, match="name must be a non-empty string"):
+        write(cache, 1, bad_name)
+    wb = InMemoryWriteBehind(cache, logged)
+    with pytest.raises(ValueError, match="name must be a non-empty string"):
+        wb.write(1, bad_name)
+    assert wb.pending == {} and cache.xlen(STREAM) == 0 and cache.exists("user:1") == 0
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"consumer": ""}, "consumer must be a non-empty string"),
+        ({"consumer": 5}, "consumer must be a non-empty string"),
+        ({"count": 0}, "count must be a positive integer"),
+        ({"count": 2.5}, "count must be a positive integer"),
+        ({"claim_idle_ms": -1}, "claim_idle_ms must be a whole number"),
+        ({"ttl": 0}, "ttl must be a positive number of seconds"),
+    ],
+)
+def test_bad_flush_options_touch_nothing(cache, logged, options, message):
+    write(cache, 1, "Ada L")
+    arguments = {"consumer": "f1", **options}
+    with pytest.raises(ValueError, match=message):
+        flush(cache, logged, **arguments)
+    assert pending(cache) == 0  # nothing was even read from the log
+    assert row(logged) == ("Ada", 1)
+
+
+def test_other_bad_input():
+    with pytest.raises(ValueError, match="ttl must be a positive number of seconds"):
+        InMemoryWriteBehind(make_fake_cache(), make_db(), ttl=-1)
+    with pytest.raises(ValueError, match="crash_at must be a positive integer, got 0"):
+        Process(make_fake_cache(), make_db(), crash_at=0)
+    with pytest.raises(ValueError, match="not a stream entry ID: 'abc'"):
+        order("abc")
+    with pytest.raises(ValueError, match="writes must be a positive integer"):
+        write_behind.bench(writes=0)
+    with pytest.raises(ValueError, match="batch must be a positive integer"):
+        write_behind.bench(batch=-1)
+    with pytest.raises(ValueError, match="count must be a positive integer"):
+        crash_sweep(lambda: (make_fake_cache(), make_db()), count=0)
+
+
+# --- the narration -------------------------------------------------------------------------
+
+
+def test_narration(printed):
+    lines = [line.split("->")[-1].strip() for line in printed(write_behind.main)]
+    assert lines == [
+        "cache 'Ada Lovelace', DB 'Ada'",
+        "readers get 'Ada': the write is lost",
+        "cache 'Ada Lovelace', DB 'Ada'",
+        "cache 'Ada Lovelace', DB 'Ada Lovelace'",
+        "version 2 (unchanged), 0 pending",
+    ]

@@ -1,0 +1,93 @@
+"""Request coalescing: each claim of docs/scaling/coalescing.md."""
+
+from __future__ import annotations
+
+import pytest
+
+from snippets.scaling import coalescing
+from snippets.scaling.coalescing import another_process, get_user_coalesced, miss_together, simulate_processes
+from snippets.scaling.stampede import Load, simulate
+
+
+@pytest.mark.parametrize("n", [1, 3, 8])
+def test_processes_missing_at_once_cause_one_db_read(cache, ada, n):
+    assert miss_together(cache, ada, n) == ["Ada"] * n
+    assert ada.reads == 1
+    assert cache.get("user:1") == "Ada" and cache.exists("loading:user:1") == 0
+
+
+def test_another_process_shares_the_server_not_the_connection(cache):
+    other = another_process(cache)
+    cache.set("k", "v")
+    assert other.get("k") == "v" and other is not cache
+    other.close()
+
+
+def test_a_hit_needs_no_lock_and_no_channel(cache, ada):
+    cache.set("user:1", "Ada (cached)")
+    assert get_user_coalesced(cache, ada, 1) == "Ada (cached)"
+    assert ada.reads == 0 and cache.keys("loading:*") == []
+
+
+def test_followers_are_told_without_polling():
+    outcomes, reads = simulate_processes(5)
+    assert reads == 1
+    assert [value for value, _ in outcomes] == ["Ada"] * 5
+    # leader: GET, SUBSCRIBE, SET NX, GET, SELECT (50 ms), SET, EVAL (release), PUBLISH
+    assert outcomes[0][1] == pytest.approx(0.057)
+    # a follower hears the PUBLISH (sent at 0.056) half a round trip later
+    assert all(done == pytest.approx(0.0565) for _, done in outcomes[1:])
+
+
+def test_followers_share_the_leaders_error():
+    outcomes, reads = simulate_processes(4, leader="fails")
+    assert [value for value, _ in outcomes] == ["ConnectionError"] + ["LoadFailed"] * 3
+    assert reads == 0  # nobody retried on their own
+    assert all(done < 0.06 for _, done in outcomes)  # told at once, not at the lock's expiry
+
+
+def test_a_dead_leader_costs_its_lock_time_then_a_follower_takes_over():
+    outcomes, reads = simulate_processes(4, leader="dies", lock_ms=500)
+    assert outcomes[0][0] == "Crash"
+    assert [value for value, _ in outcomes[1:]] == ["Ada"] * 3
+    assert reads == 1  # the dead leader's query never ran; the new leader's did
+    assert all(0.5 <= done < 0.6 for _, done in outcomes[1:])  # waited for the lock to expire
+
+
+def test_bad_leader_mode():
+    with pytest.raises(ValueError, match="leader must be 'healthy', 'fails' or 'dies'"):
+        simulate_processes(2, leader="slow")
+
+
+def test_one_db_read_per_expiry_under_load():
+    for n in (10, 100):
+        assert simulate("coalescing", Load(readers=n)).db_reads == 1
+    assert simulate("coalescing", Load(readers=100, processes=4)).db_reads == 1
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"ttl": 0}, "ttl must be a positive"),
+    ({"lock_ms": -5}, "lock_ms must be a positive"),
+])
+def test_bad_options(cache, ada, kw, message):
+    with pytest.raises(ValueError, match=message):
+        get_user_coalesced(cache, ada, 1, **kw)
+    assert ada.reads == 0 and cache.keys("*") == []
+
+
+@pytest.mark.parametrize("bad", [0, -2, "3", True])
+def test_bad_process_count(cache, ada, bad):
+    with pytest.raises(ValueError, match="n must be a whole number of processes"):
+        miss_together(cache, ada, bad)
+
+
+def test_narration(printed):
+    out = "\n".join(printed(coalescing.main))
+    assert "['Ada', 'Ada', 'Ada']" in out and "DB reads: 1 " in out
+
+
+def test_bad_simulated_process_count_and_client():
+    with pytest.raises(ValueError, match="n must be a whole number of processes"):
+        simulate_processes(0)
+    with pytest.raises(TypeError, match="cache must be a Redis client"):
+        another_process("redis://localhost")

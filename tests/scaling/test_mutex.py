@@ -1,0 +1,216 @@
+"""Mutex lock: each claim of docs/scaling/mutex.md, on fakeredis and on real Redis."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from snippets.scaling import mutex
+from snippets.backends import FakeClock, backend_name, make_fake_cache
+from snippets.scaling.mutex import (
+    Crash,
+    acquire,
+    crash_while_holding,
+    get_then_delete,
+    get_user_locked,
+    plain_delete,
+    release,
+    release_while_expiring,
+    slow_holder,
+)
+from snippets.scaling.stampede import Load, fakeredis_on, simulate
+
+
+def test_only_one_holder_at_a_time(cache):
+    assert acquire(cache, "lock:k", 10_000, token="A") == "A"
+    assert acquire(cache, "lock:k", 10_000, token="B") is None
+    assert cache.get("lock:k") == "A"
+    assert 0 < cache.pttl("lock:k") <= 10_000  # the lock always carries its expiry
+
+
+def test_release_deletes_only_your_own_token(cache):
+    acquire(cache, "lock:k", 10_000, token="A")
+    assert release(cache, "lock:k", "B") is False
+    assert cache.get("lock:k") == "A"
+    assert release(cache, "lock:k", "A") is True
+    assert cache.exists("lock:k") == 0
+    assert release(cache, "lock:k", "A") is False  # releasing twice is harmless
+
+
+def test_a_fresh_token_per_holder(cache):
+    first = acquire(cache, "lock:k", 10_000)
+    release(cache, "lock:k", first)
+    second = acquire(cache, "lock:k", 10_000)
+    assert first and second and first != second
+
+
+def expire_on(cache):
+    """Make a lock expire now: virtual time on fakeredis; on a real Redis, the server's
+    own expiry is a delete, so a DEL stands in for it."""
+    if backend_name(cache) == "fakeredis":
+        pytest.skip("covered by the virtual-time tests below")
+    return lambda: cache.delete("lock:user:1")
+
+
+@pytest.mark.parametrize(
+    "how, survivor", [(plain_delete, None), (get_then_delete, "B"), (release, "B")]
+)
+def test_slow_holder_release(cache, how, survivor):
+    assert slow_holder(cache, expire_on(cache), how) == survivor
+
+
+@pytest.mark.parametrize(
+    "how, survivor", [(plain_delete, "B"), (get_then_delete, None), (release, "B")]
+)
+def test_release_while_expiring(cache, how, survivor):
+    assert release_while_expiring(cache, expire_on(cache), how) == survivor
+
+
+@pytest.mark.parametrize(
+    "scenario, how, survivor",
+    [
+        (slow_holder, plain_delete, None),  # A deletes B's lock
+        (slow_holder, get_then_delete, "B"),
+        (slow_holder, release, "B"),
+        (release_while_expiring, plain_delete, "B"),
+        (release_while_expiring, get_then_delete, None),  # A's DEL lands on B's lock
+        (release_while_expiring, release, "B"),
+    ],
+)
+def test_only_compare_and_delete_is_safe_in_both_schedules_virtual_time(scenario, how, survivor):
+    clock = FakeClock()
+    with fakeredis_on(clock):
+        cache = make_fake_cache()
+        assert scenario(cache, lambda: clock.advance(0.2), how) == survivor
+
+
+def test_waiters_get_the_holders_value_without_a_db_read(cache, ada):
+    """While A holds the lock, B polls; once A has filled the cache, B reads it."""
+    acquire(cache, "lock:user:1", 10_000, token="A")
+    waits = []
+
+    def sleep(seconds):  # A finishes during B's second wait
+        waits.append(seconds)
+        if len(waits) == 2:
+            cache.set("user:1", "Ada (from A)")
+            release(cache, "lock:user:1", "A")
+
+    assert get_user_locked(cache, ada, 1, sleep=sleep) == "Ada (from A)"
+    assert ada.reads == 0
+    assert waits == [0.005, 0.01]  # exponential backoff
+
+
+def test_backoff_is_capped(cache, ada):
+    acquire(cache, "lock:user:1", 10_000, token="A")
+    waits = []
+
+    def sleep(seconds):
+        waits.append(seconds)
+        if len(waits) == 8:
+            release(cache, "lock:user:1", "A")
+
+    assert get_user_locked(cache, ada, 1, sleep=sleep, max_wait=0.04) == "Ada"
+    assert waits == [0.005, 0.01, 0.02, 0.04, 0.04, 0.04, 0.04, 0.04]
+    assert ada.reads == 1
+
+
+def test_holder_fills_cache_and_releases(cache, ada):
+    assert get_user_locked(cache, ada, 1, ttl=60) == "Ada"
+    assert ada.reads == 1
+    assert cache.get("user:1") == "Ada" and 0 < cache.ttl("user:1") <= 60
+    assert cache.exists("lock:user:1") == 0
+
+
+def test_loader_error_releases_the_lock_at_once(cache, ada):
+    def broken(sql, params=()):
+        raise RuntimeError("DB down")
+
+    ada.query = broken
+    with pytest.raises(RuntimeError, match="DB down"):
+        get_user_locked(cache, ada, 1)
+    assert cache.exists("lock:user:1") == 0  # waiters need not wait for the expiry
+
+
+def test_crashed_holder_blocks_readers_until_the_lock_expires_virtual_time(ada):
+    clock = FakeClock()
+    with fakeredis_on(clock):
+        cache = make_fake_cache()
+        name, waits = crash_while_holding(cache, ada, sleep=clock.advance, lock_ms=2000)
+    assert name == "Ada"
+    assert ada.reads == 1  # A's query never ran; B's did
+    assert sum(waits[:-1]) < 2.0 <= sum(waits)  # B got in on the first poll after expiry
+    assert waits[:5] == [0.005, 0.01, 0.02, 0.04, 0.08] and set(waits[5:]) == {0.1}
+
+
+def test_crashed_holder_on_a_real_server(cache, ada):
+    """The same crash with real time: the lock is 50 ms, so B waits at least that long."""
+    started = time.monotonic()
+    name, waits = crash_while_holding(cache, ada, sleep=time.sleep, lock_ms=50)
+    assert name == "Ada" and ada.reads == 1
+    assert time.monotonic() - started >= 0.045  # the lock's 50 ms, give or take the clock
+    assert len(waits) >= 1
+
+
+def test_crash_is_not_swallowed_by_the_holder(cache, ada):
+    process = mutex.Process(cache)
+    with pytest.raises(Crash):
+        get_user_locked(process, mutex.CrashingDatabase(process), 1)
+    assert cache.exists("lock:user:1") == 1  # the release was lost with the process
+    assert 0 < cache.pttl("lock:user:1") <= 2000
+
+
+def test_one_db_read_per_expiry_under_load():
+    for n in (10, 100):
+        assert simulate("mutex", Load(readers=n)).db_reads == 1
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "100", None, True])
+def test_bad_lock_ms(cache, ada, bad):
+    with pytest.raises(ValueError, match="lock_ms must be a positive number of milliseconds"):
+        acquire(cache, "lock:k", bad)
+    with pytest.raises(ValueError, match="lock_ms must be a positive number of milliseconds"):
+        get_user_locked(cache, ada, 1, lock_ms=bad)
+    assert cache.keys("*") == [] and ada.reads == 0
+
+
+@pytest.mark.parametrize("bad", ["", None, 3])
+def test_bad_lock_name_or_token(cache, bad):
+    with pytest.raises(ValueError, match="lock must be a non-empty string"):
+        acquire(cache, bad, 100)
+    if bad is not None:  # None asks acquire() for a fresh random token
+        with pytest.raises(ValueError, match="token must be a non-empty string"):
+            acquire(cache, "lock:k", 100, token=bad)
+    with pytest.raises(ValueError, match="token must be a non-empty string"):
+        release(cache, "lock:k", bad)
+    assert cache.keys("*") == []
+
+
+@pytest.mark.parametrize("kw", [{"ttl": 0}, {"first_wait": 0}, {"max_wait": -1}, {"first_wait": "x"}])
+def test_bad_read_options(cache, ada, kw):
+    with pytest.raises(ValueError, match="must be a positive number"):
+        get_user_locked(cache, ada, 1, **kw)
+    assert cache.keys("*") == [] and ada.reads == 0
+
+
+def test_narration(printed):
+    out = "\n".join(printed(mutex.main))
+    assert "token-A NX PX 30000 -> acquired" in out and "token-B NX PX 30000 -> refused" in out
+    assert "release with token-B               -> False (lock still token-A)" in out
+    assert "(DB reads: 1)" in out
+
+
+@pytest.mark.parametrize(
+    "how, bad",
+    [(plain_delete, ["expiry B A"]), (get_then_delete, ["A expiry B A"]), (release, [])],
+)
+def test_every_interleaving_of_release_expiry_and_a_new_holder(how, bad):
+    found = mutex.explore_release(how)
+    assert [str(schedule) for schedule in found.bad] == bad
+    assert found.total >= 6  # A, expiry and B each ran in every relative order
+
+
+def test_bad_sleep(cache, ada):
+    with pytest.raises(TypeError, match="sleep must be a function of seconds"):
+        crash_while_holding(cache, ada, sleep=0.1)
+    assert cache.keys("*") == []
