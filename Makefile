@@ -11,12 +11,13 @@ export NO_MKDOCS_2_WARNING := 1
 
 AUDIT  := tools/audit
 
-.PHONY: help setup serve build test test-fast audit lock clean
+.PHONY: help setup serve build lint test test-fast audit lock clean
 
 help:
 	@echo "make serve  - set up, build strictly and serve the site at http://127.0.0.1:8000"
 	@echo "make test   - set up and run every test: doc pages (Sybil), tests/, strict build"
 	@echo "make build  - build the static site into site/ (mkdocs build --strict)"
+	@echo "make lint   - ruff and mypy over snippets/ (part of make test)"
 	@echo "make audit  - Lighthouse on every page (desktop, mobile), and make build/test times"
 	@echo "make test-fast - every test but the browser tests (no Chromium needed)"
 
@@ -47,9 +48,14 @@ serve: setup
 build: setup
 	$(BIN)/mkdocs build --strict
 
+# The code the pages show is linted at the page's width (88) and type-checked.
+lint: setup
+	$(BIN)/ruff check snippets tests conftest.py hooks
+	$(BIN)/mypy
+
 # pytest runs the browser tests too (tests/test_site.py: Chromium at /usr/bin/chromium);
 # outside CI they skip, saying why, when Chromium is missing.
-test: setup
+test: setup lint
 	$(BIN)/pytest
 	$(BIN)/mkdocs build --strict --quiet
 	@# The built site must name no CDN: it requests nothing from another host.

@@ -46,8 +46,10 @@ class ExpandedMarkdownDocument(Document):
 
 
 def _sybil(path: str, patterns: list[str]) -> Sybil:
+    # Every module starts with `from __future__ import annotations`; the page's blocks are
+    # compiled the same way, so a shown section's annotations name what the module has.
     return Sybil(
-        parsers=[PythonCodeBlockParser(), SkipParser()],
+        parsers=[PythonCodeBlockParser(future_imports=["annotations"]), SkipParser()],
         path=path,
         patterns=patterns,
         document_types={".md": ExpandedMarkdownDocument},

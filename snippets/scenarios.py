@@ -4,10 +4,12 @@ actor, so the explorer, the tests and a reader's own code all use the same ones.
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 from collections.abc import Callable
 from typing import Any
 
 from snippets.backends import Cache, Database, user_key
+# --8<-- [end:imports]
 
 Check = Callable[[Cache, Database, Any], "str | None"]
 

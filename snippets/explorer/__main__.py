@@ -1,5 +1,6 @@
 """``python -m snippets.explorer``: the worked example; ``--bench``: the speed figures;
-``--diagrams [--check] [pages...]``: rewrite (or only compare) the generated diagrams."""
+``--diagrams [--check] [pages...]``: rewrite (or only compare) the generated diagrams;
+``--transcripts [--check] [pages...]``: the same for each page's ``>>> main()`` output."""
 
 from __future__ import annotations
 
@@ -19,6 +20,16 @@ def main(argv: Sequence[str] = ()) -> None:
         changed = update_diagrams(pages, write="--check" not in argv)
         verb = "differs" if "--check" in argv else "rewritten"
         print("\n".join(f"{verb}: {c}" for c in changed) or "every generated diagram is up to date")
+        if changed and "--check" in argv:
+            raise SystemExit(1)
+    elif "--transcripts" in argv:
+        from snippets.explorer.pages import DOCS, update_transcripts
+        named = [Path(arg) for arg in argv if not arg.startswith("--")]
+        pages = named or sorted(page for section in ("patterns", "concurrency", "scaling")
+                                for page in (DOCS / section).glob("*.md"))
+        changed = update_transcripts(pages, write="--check" not in argv)
+        verb = "differs" if "--check" in argv else "rewritten"
+        print("\n".join(f"{verb}: {c}" for c in changed) or "every main() transcript is up to date")
         if changed and "--check" in argv:
             raise SystemExit(1)
     else:

@@ -3,12 +3,15 @@ different keys, or only read, commute: the explorer need not try both orders."""
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 from collections.abc import Sequence
 from typing import Any
+# --8<-- [end:imports]
 
-Footprint = frozenset[tuple[str, str, bool]]  # (store, key or "*", is_write)
 
 # --8<-- [start:footprints]
+Footprint = frozenset[tuple[str, str, bool]]  # (store, key or "*", is_write)
+
 # Which Redis commands only read, and where their keys are. Any command not listed here
 # is treated as touching every key: slower to explore, never wrong.
 READ_COMMANDS = {"GET", "MGET", "EXISTS", "TTL", "PTTL", "TYPE", "STRLEN", "HGET", "HMGET",

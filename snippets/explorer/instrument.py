@@ -5,6 +5,7 @@ an instrumented client behaves exactly as before."""
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -13,6 +14,7 @@ from typing import Any
 from snippets.backends import Cache, Database
 from snippets.explorer.footprints import DB_WRITE, Footprint, redis_footprint, sql_footprint
 from snippets.explorer.text import redis_text, rows_text, show, sql_text, as_text
+# --8<-- [end:imports]
 
 current = threading.local()  # .actor: the actor running on this thread, if any
 

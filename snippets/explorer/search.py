@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -14,6 +15,7 @@ from snippets.explorer.footprints import Footprint, dependent
 from snippets.explorer.records import Returns, Schedule, Step
 from snippets.explorer.runtime import Actor, check_actors, actor_threads, run_once
 from snippets.explorer.text import describe_state
+# --8<-- [end:imports]
 
 
 # --8<-- [start:run]

@@ -11,14 +11,14 @@ import pytest
 import redis
 
 from snippets.backends import Cache, Database, make_fake_cache
-from snippets.concurrency import explorer as page
+from snippets.concurrency import explorer as worked_example
 from snippets.concurrency.explorer import writer
 from snippets.explorer import (Returns, Schedule, dependent, explore, mermaid_problems,
                                redis_footprint, replay, reusing, runtime)
 from snippets.explorer import footprints as fp
-from snippets.explorer import pages
-from snippets.scenarios import cache_agrees_with_db as cache_matches_db
-from snippets.scenarios import user_not_cached as old_user
+from snippets.explorer import pages as docs_tool
+from snippets.scenarios import cache_agrees_with_db
+from snippets.scenarios import user_not_cached
 
 WRITERS = {"A": writer("A"), "B": writer("B")}
 
@@ -40,7 +40,7 @@ def invalidating_writer(name: str):
 # Finding races, and not finding them.
 
 def test_finds_the_lost_update_of_two_update_on_write_writers(cache):
-    result = explore(WRITERS, old_user, cache_matches_db, make_cache=reusing(cache))
+    result = explore(WRITERS, user_not_cached, cache_agrees_with_db, make_cache=reusing(cache))
     # Each writer is UPDATE then SET. The two UPDATEs conflict, the two SETs conflict, an
     # UPDATE and a SET commute: 2 x 2 orders, and the two where the SETs run in the
     # opposite order of the UPDATEs leave the cache disagreeing with the DB.
@@ -50,7 +50,7 @@ def test_finds_the_lost_update_of_two_update_on_write_writers(cache):
 
 
 def test_without_reduction_every_interleaving_is_run():
-    result = explore(WRITERS, old_user, cache_matches_db, reduce=False)
+    result = explore(WRITERS, user_not_cached, cache_agrees_with_db, reduce=False)
     assert result.total == factorial(4) // (factorial(2) * factorial(2))  # 6
     assert sorted(map(str, result.bad)) == ["A B B A", "B A A B"]
     assert result.pruned == 0
@@ -58,7 +58,7 @@ def test_without_reduction_every_interleaving_is_run():
 
 def test_finds_no_race_where_there_is_none(cache):
     actors = {"A": invalidating_writer("A"), "B": invalidating_writer("B")}
-    result = explore(actors, old_user, cache_matches_db, make_cache=reusing(cache))
+    result = explore(actors, user_not_cached, cache_agrees_with_db, make_cache=reusing(cache))
     assert result.total > 1
     assert result.bad == []
 
@@ -90,8 +90,8 @@ def test_reduction_loses_no_outcome(scenario):
     else:
         actors = {"W": lambda c, d: update_user(c, d, 1, "new"),
                   "R1": lambda c, d: get_user(c, d, 1), "R2": lambda c, d: get_user(c, d, 1)}
-    reduced = explore(actors, old_user, cache_matches_db)
-    full = explore(actors, old_user, cache_matches_db, reduce=False)
+    reduced = explore(actors, user_not_cached, cache_agrees_with_db)
+    full = explore(actors, user_not_cached, cache_agrees_with_db, reduce=False)
     assert set(reduced.outcomes) == set(full.outcomes)
     assert reduced.total < full.total or scenario == "writers"
     assert bool(reduced.bad) == bool(full.bad)
@@ -119,8 +119,8 @@ def test_footprints_and_conflicts():
 # Replay.
 
 def test_replay_runs_exactly_that_schedule_every_time():
-    first = replay(WRITERS, old_user, "A B B A", check=cache_matches_db)
-    again = replay(WRITERS, old_user, Schedule.parse("A B B A"), check=cache_matches_db)
+    first = replay(WRITERS, user_not_cached, "A B B A", check=cache_agrees_with_db)
+    again = replay(WRITERS, user_not_cached, Schedule.parse("A B B A"), check=cache_agrees_with_db)
     assert first.steps == again.steps
     assert [str(step) for step in first.steps] == [
         'A: UPDATE users SET name = "A" WHERE id = 1 -> 1',
@@ -128,15 +128,15 @@ def test_replay_runs_exactly_that_schedule_every_time():
         'B: SET user:1 "B" -> OK',
         'A: SET user:1 "A" -> OK',
     ]
-    assert first.verdict == "the cache holds 'A' but the DB says 'B'"
+    assert first.verdict == "stale: the cache holds 'A' but the DB says 'B'"
     assert first.cache.get("user:1") == "A"
     assert first.db.query("SELECT name FROM users WHERE id = 1") == [("B",)]
 
 
 def test_every_explored_bad_schedule_replays_to_a_bad_state():
-    result = explore(WRITERS, old_user, cache_matches_db)
+    result = explore(WRITERS, user_not_cached, cache_agrees_with_db)
     for schedule in result.bad:
-        run = replay(WRITERS, old_user, schedule, check=cache_matches_db)
+        run = replay(WRITERS, user_not_cached, schedule, check=cache_agrees_with_db)
         assert run.schedule == schedule and run.verdict is not None
 
 
@@ -177,7 +177,7 @@ def test_a_failing_call_is_a_step_drawn_with_a_cross():
         cache.execute_command = execute_command
         return cache
 
-    run = replay({"W": invalidating_writer("new")}, old_user, "W W", make_cache=flaky)
+    run = replay({"W": invalidating_writer("new")}, user_not_cached, "W W", make_cache=flaky)
     assert [step.failed for step in run.steps] == [False, True]
     assert run.steps[1].result == "error ConnectionError"
     assert "    R--xa0: error ConnectionError" in run.mermaid().splitlines()
@@ -189,7 +189,7 @@ def test_a_transaction_is_one_step():
             db.execute("UPDATE users SET name = 'x' WHERE id = 1")
             db.execute("UPDATE users SET version = version + 1 WHERE id = 1")
 
-    run = replay({"T": move}, old_user, "T")
+    run = replay({"T": move}, user_not_cached, "T")
     assert [step.op for step in run.steps] == [
         "BEGIN, UPDATE users SET name = 'x' WHERE id = 1, "
         "UPDATE users SET version = version + 1 WHERE id = 1, COMMIT"]
@@ -201,7 +201,7 @@ def test_a_transaction_can_be_drawn_as_a_block_of_its_statements():
             db.execute("UPDATE users SET name = 'x' WHERE id = 1")
             db.query("SELECT version FROM users WHERE id = 1")
 
-    run = replay({"T": move}, old_user, "T")
+    run = replay({"T": move}, user_not_cached, "T")
     [step] = run.steps
     assert step.inner == (("UPDATE users SET name = 'x' WHERE id = 1", "1"),
                           ("SELECT version FROM users WHERE id = 1", "1"))
@@ -277,7 +277,7 @@ def check_mermaid(text: str) -> None:
 
 
 def test_the_mermaid_checker_catches_what_it_should():
-    good = replay(WRITERS, old_user, "A B B A").mermaid()
+    good = replay(WRITERS, user_not_cached, "A B B A").mermaid()
     assert mermaid_problems(good) == []
     assert mermaid_problems("graph TD\n    a0->>R: x") != []
     assert mermaid_problems(good + "\n    a9->>R: GET k") != []  # undeclared
@@ -288,14 +288,14 @@ def test_the_mermaid_checker_catches_what_it_should():
 
 
 def test_generated_diagram_is_well_formed_mermaid():
-    run = replay(WRITERS, old_user, "A B B A", check=cache_matches_db)
+    run = replay(WRITERS, user_not_cached, "A B B A", check=cache_agrees_with_db)
     text = run.mermaid(labels={"A": "Writer A", "B": "Writer B"})
     check_mermaid(text)
     assert text.split("\n")[:5] == [
         "sequenceDiagram", "    participant a0 as Writer A", "    participant a1 as Writer B",
         "    participant R as Redis", "    participant D as Database"]
     assert '    a1->>R: SET user:1 "B"' in text
-    assert text.endswith("    Note over R,D: the cache holds 'A' but the DB says 'B'")
+    assert text.endswith("    Note over R,D: stale: the cache holds 'A' but the DB says 'B'")
     assert len(re.findall(r"\w->>", text)) == 4 and text.count("-->>") == 4  # request, reply
 
 
@@ -311,17 +311,17 @@ def test_diagram_text_is_cleaned_of_what_breaks_mermaid():
 def test_diagram_fences_are_found_and_rewritten(tmp_path):
     page = tmp_path / "page.md"
     page.write_text("x\n<!-- diagram: snippets.concurrency.explorer:_test_diagram -->\n```mermaid\nold\n```\n")
-    page._test_diagram = lambda: replay(WRITERS, old_user, "A A B B")  # type: ignore[attr-defined]
+    worked_example._test_diagram = lambda: replay(WRITERS, user_not_cached, "A A B B")  # type: ignore[attr-defined]
     try:
-        assert pages.page_diagrams(page) == [("snippets.concurrency.explorer:_test_diagram", "old")]
-        assert pages.update_diagrams([page], write=False) == ["page.md: snippets.concurrency.explorer:_test_diagram"]
+        assert docs_tool.page_diagrams(page) == [("snippets.concurrency.explorer:_test_diagram", "old")]
+        assert docs_tool.update_diagrams([page], write=False) == ["page.md: snippets.concurrency.explorer:_test_diagram"]
         assert "old" in page.read_text()
-        pages.update_diagrams([page], write=True)
-        assert pages.update_diagrams([page], write=False) == []
-        [(_, body)] = pages.page_diagrams(page)
+        docs_tool.update_diagrams([page], write=True)
+        assert docs_tool.update_diagrams([page], write=False) == []
+        [(_, body)] = docs_tool.page_diagrams(page)
         check_mermaid(body)
     finally:
-        del page._test_diagram  # type: ignore[attr-defined]
+        del worked_example._test_diagram  # type: ignore[attr-defined]
 
 
 # Bad input, and actors that misbehave.
@@ -347,16 +347,16 @@ def test_bad_actors_are_a_clear_error(actors, error, message):
 ])
 def test_a_schedule_that_does_not_fit_is_a_clear_error(schedule, message):
     with pytest.raises(ValueError, match=message):
-        replay(WRITERS, old_user, schedule)
+        replay(WRITERS, user_not_cached, schedule)
 
 
 def test_other_bad_arguments():
     with pytest.raises(TypeError, match="a schedule is a string"):
         Schedule.parse(42)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="check must be a function"):
-        explore(WRITERS, old_user, check="no")  # type: ignore[arg-type]
+        explore(WRITERS, user_not_cached, check="no")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="labels name no actor: C"):
-        replay(WRITERS, old_user, "A A B B").mermaid(labels={"C": "x"})
+        replay(WRITERS, user_not_cached, "A A B B").mermaid(labels={"C": "x"})
 
 
 def test_an_actor_that_loops_is_stopped():
@@ -388,18 +388,18 @@ def test_too_many_schedules_is_a_clear_error():
 
 
 def test_summary_lists_bad_outcomes_first_with_an_example():
-    lines = explore(WRITERS, old_user, cache_matches_db).summary().splitlines()
+    lines = explore(WRITERS, user_not_cached, cache_agrees_with_db).summary().splitlines()
     assert lines[0] == "4 distinct schedules, 2 bad"
     assert lines[1].startswith("    1 BAD (stale: the cache holds")
     assert lines[2].strip().startswith("e.g. ")
 
 
 def test_narration_explores_then_replays(capsys):
-    page.main()
+    worked_example.main()
     out = capsys.readouterr().out
     assert out.startswith("4 distinct schedules, 2 bad")
     assert "replay of A B B A:" in out
-    assert out.rstrip().endswith("the cache holds 'A' but the DB says 'B'")
+    assert out.rstrip().endswith("stale: the cache holds 'A' but the DB says 'B'")
 
 
 def test_returns_are_a_dict_with_timing():
@@ -409,16 +409,16 @@ def test_returns_are_a_dict_with_timing():
 
 
 def test_the_pages_diagram_is_the_replay_of_the_first_bad_schedule():
-    page = pages.DOCS / "concurrency" / "explorer.md"
-    [(ref, text)] = pages.page_diagrams(page)
+    page = docs_tool.DOCS / "concurrency" / "explorer.md"
+    [(ref, text)] = docs_tool.page_diagrams(page)
     assert ref == "snippets.concurrency.explorer:lost_update"
-    assert text == pages.render(ref)
+    assert text == docs_tool.render(ref)
     check_mermaid(text)
-    assert str(page.lost_update().schedule) == "A B B A"
+    assert str(worked_example.lost_update().schedule) == "A B B A"
 
 
 def test_every_generated_diagram_in_the_docs_is_up_to_date():
     """Any page may draw a replay (``<!-- diagram: module:function -->``); none may drift."""
-    pages = sorted(pages.DOCS.rglob("*.md"))
-    assert pages.update_diagrams(pages, write=False) == [], (
+    pages = sorted(docs_tool.DOCS.rglob("*.md"))
+    assert docs_tool.update_diagrams(pages, write=False) == [], (
         "run: python -m snippets.explorer --diagrams")
