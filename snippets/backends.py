@@ -58,7 +58,8 @@ def check_number(name: str, value: object, minimum: float = 0.0) -> float:
 
 
 def check_ttl(ttl: int) -> int:
-    """Return ``ttl`` if it is a positive whole number of seconds, else raise ValueError."""
+    """Return ``ttl`` if it is a positive whole number of seconds, else raise
+    ValueError."""
     if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
         raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
     return ttl
@@ -146,7 +147,7 @@ class Database:
             return self.conn.execute(sql, params).fetchall()
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Run a write (INSERT, UPDATE, DELETE, DDL) and return the number of rows changed."""
+        """Run a write (INSERT, UPDATE, DELETE, DDL): the number of rows changed."""
         with self.lock:
             self.writes += 1
             return self.conn.execute(sql, params).rowcount
@@ -170,12 +171,15 @@ class Database:
     def add_user(self, user_id: int, name: str) -> None:
         """Insert one user (setup for examples; not counted as a query)."""
         with self.lock:
-            self.conn.execute("INSERT INTO users (id, name) VALUES (?, ?)", (user_id, name))
+            self.conn.execute(
+                "INSERT INTO users (id, name) VALUES (?, ?)", (user_id, name)
+            )
 
     def close(self) -> None:
         self.conn.close()
 
 
 def make_db(path: str = ":memory:") -> Database:
-    """An empty ``users`` table in SQLite: in memory by default, or in the file at ``path``."""
+    """An empty ``users`` table in SQLite: in memory by default, or in the file at
+    ``path``."""
     return Database(path)

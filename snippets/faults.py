@@ -1,20 +1,23 @@
-"""Fault injection, shared by every page: one ``Crash``, one ``Faults`` counter that crashes
-a process at a chosen step, and one ``Intercept`` that runs something just before a call.
+"""Fault injection, shared by every page: one ``Crash``, one ``Faults`` counter that
+crashes a process at a chosen step, and one ``Intercept`` that runs something just
+before a call.
 
 A failure is demonstrated by injecting it at an exact point, never by hoping a real one
 happens: the same fault, at the same step, every run."""
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
+# --8<-- [end:imports]
 
 
 # --8<-- [start:crash]
 class Crash(BaseException):
-    """The process dies here (think kill -9). A BaseException, so no ``except Exception``
-    in the code under test can swallow it."""
+    """The process dies here (think kill -9). A BaseException, so no
+    ``except Exception`` in the code under test can swallow it."""
 
 
 class Faults:
@@ -32,7 +35,7 @@ class Faults:
         self.dead = False
 
     def wrap(self, target: Any, name: str, methods: Iterable[str] | None = None) -> Any:
-        """``target``, with its calls (or only the named ``methods``) counted as steps."""
+        """``target``, its calls (or only the named ``methods``) counted as steps."""
         if isinstance(methods, str):
             raise TypeError(f"methods must be a list of names, got {methods!r}")
         names = None if methods is None else frozenset(methods)
@@ -67,20 +70,23 @@ class _Counted:
             self._faults.step(f"{self._name}.{attribute}{_about(args, kwargs)}")
             return value(*args, **kwargs)
         return counted
-# --8<-- [end:crash]
 
 
 _TABLE = re.compile(r"\b(?:UPDATE|INTO|FROM)\s+(\w+)")
 
 
 def _about(args: tuple, kwargs: dict) -> str:
-    """What a call is about, for the list of steps: SQL's verb and table, or the key."""
+    """What a call is about, for the list of steps: SQL's verb and table, or the key
+    (a script's first key, not its text)."""
     first = kwargs.get("key", args[0] if args else None)
+    if isinstance(first, str) and "\n" in first and len(args) > 2:
+        first = args[2]  # eval(script, numkeys, key, ...)
     if isinstance(first, bytes):
         first = first.decode()
     if isinstance(first, str) and (table := _TABLE.search(first)):
         return f" {first.split()[0]} {table.group(1)}"
     return f" {first}" if isinstance(first, str) else ""
+# --8<-- [end:crash]
 
 
 # --8<-- [start:intercept]

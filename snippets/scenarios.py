@@ -1,6 +1,6 @@
-"""The shared setups and invariants of the race pages: "user 1 is 'old'", "two writers",
-"the cache agrees with the database". A setup and a check take ``(cache, db)`` like every
-actor, so the explorer, the tests and a reader's own code all use the same ones."""
+"""The shared setups and invariants of the race pages: "user 1 is 'old'", "the cache
+agrees with the database". A setup and a check take ``(cache, db)`` like every actor,
+so the explorer, the tests and a reader's own code all use the same ones."""
 
 from __future__ import annotations
 

@@ -241,7 +241,7 @@ def _walk(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 def _classes(node: dict[str, Any]) -> list[str]:
     attributes = node.get("attributes", [])
-    pairs = dict(zip(attributes[::2], attributes[1::2]))
+    pairs = dict(zip(attributes[::2], attributes[1::2], strict=False))
     return pairs.get("class", "").split()
 
 
@@ -482,7 +482,7 @@ def _snippet_sections(path: Path) -> dict[str, str]:
     """Every ``# --8<-- [start:x]`` .. ``[end:x]`` section of a snippet file, and the file."""
     lines = path.read_text(encoding="utf-8").splitlines()
     marker = re.compile(r"--8<-- \[(start|end):([\w-]+)\]")
-    sections: dict[str, str] = {"": "\n".join(l for l in lines if not marker.search(l))}
+    sections: dict[str, str] = {"": "\n".join(line for line in lines if not marker.search(line))}
     for i, line in enumerate(lines):
         start = marker.search(line)
         if start and start.group(1) == "start":

@@ -1,22 +1,37 @@
-"""Every write strategy, against every interleaving of two scenarios: the seed's comparison
-table, computed.
+"""Every write strategy, against every interleaving of two scenarios: the seed's
+comparison table, computed.
 
 Run it: ``python -m snippets.concurrency.comparison``.
 """
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from snippets.backends import Cache, make_fake_cache
-from snippets.patterns.cache_aside import get_user, update_user
+from snippets.concurrency.fixes import (
+    current_name,
+    get_user_versioned,
+    get_user_with_lease,
+    update_user_double_delete,
+    update_user_revoking_lease,
+    update_user_versioned,
+)
+from snippets.concurrency.reader_race import delete_then_update, writer_and_reader
+from snippets.concurrency.update_vs_invalidate import (
+    Read,
+    Write,
+    cached_by,
+    two_writers,
+    update_user_and_cache,
+)
 from snippets.explorer import Exploration, explore
-from snippets.concurrency.fixes import (current_name, get_user_versioned, get_user_with_lease,
-                            update_user_double_delete, update_user_revoking_lease,
-                            update_user_versioned)
-from snippets.concurrency.reader_race import delete_then_update, user_not_cached, writer_and_reader
-from snippets.concurrency.update_vs_invalidate import Read, Write, cached_by, two_writers, update_user_and_cache
+from snippets.patterns.cache_aside import get_user, update_user
+from snippets.scenarios import user_not_cached
+
+# --8<-- [end:imports]
 
 # --8<-- [start:strategies]
 STRATEGIES: dict[str, tuple[Read, Write]] = {
@@ -29,6 +44,8 @@ STRATEGIES: dict[str, tuple[Read, Write]] = {
 }
 # --8<-- [end:strategies]
 
+
+# --8<-- [start:compute]
 SCENARIOS = ("two writers", "writer + reader")
 
 
@@ -41,24 +58,28 @@ class Cell:
         return f"{self.bad} bad of {self.schedules}"
 
 
-# --8<-- [start:compute]
 def run_scenario(strategy: str, scenario: str,
                  make_cache: Callable[[], Cache] = make_fake_cache) -> Exploration:
-    """Every interleaving of one strategy in one scenario, checked against the invariant:
-    once everyone is done, the next read returns what the DB holds."""
+    """Every interleaving of one strategy in one scenario, checked against the
+    invariant: once everyone is done, the next read returns what the DB holds."""
     if strategy not in STRATEGIES:
-        raise LookupError(f"no strategy named {strategy!r}; strategies: {', '.join(STRATEGIES)}")
+        raise LookupError(f"no strategy named {strategy!r}; "
+                          f"strategies: {', '.join(STRATEGIES)}")
     read, write = STRATEGIES[strategy]
     if scenario == "two writers":  # A and B rename user 1 while it is cached
         actors, setup = two_writers(write), cached_by(read)
     elif scenario == "writer + reader":  # W renames user 1 while R reads it (a miss)
         actors, setup = writer_and_reader(write, read), user_not_cached
     else:
-        raise LookupError(f"no scenario named {scenario!r}; scenarios: {', '.join(SCENARIOS)}")
-    return explore(actors, setup, current_name(read), make_cache=make_cache, reduce=False)
+        raise LookupError(f"no scenario named {scenario!r}; "
+                          f"scenarios: {', '.join(SCENARIOS)}")
+    return explore(actors, setup, current_name(read), make_cache=make_cache,
+                   reduce=False)
 
 
-def table(make_cache: Callable[[], Cache] = make_fake_cache) -> dict[str, dict[str, Cell]]:
+def table(
+    make_cache: Callable[[], Cache] = make_fake_cache,
+) -> dict[str, dict[str, Cell]]:
     """Bad schedules out of all, for every strategy and scenario."""
     return {strategy: {scenario: Cell(result.total, len(result.bad))
                        for scenario in SCENARIOS
@@ -70,12 +91,14 @@ def print_table(make_cache: Callable[[], Cache] = make_fake_cache) -> None:
     cells = table(make_cache)
     print(f"{'strategy':<20} {'two writers':>15} {'writer + reader':>16}")
     for strategy, row in cells.items():
-        print(f"{strategy:<20} {row['two writers']!s:>15} {row['writer + reader']!s:>16}")
+        print(f"{strategy:<20} {row['two writers']!s:>15}"
+              f" {row['writer + reader']!s:>16}")
 # --8<-- [end:compute]
 
 
 def main() -> None:
-    print("Bad schedules (cache and DB disagree at the end), out of every interleaving:")
+    print("Bad schedules (cache and DB disagree at the end), "
+          "out of every interleaving:")
     print_table()
 
 

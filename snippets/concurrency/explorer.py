@@ -1,6 +1,6 @@
 """The explorer's worked example: two writers that update the row, then SET the cache.
 
-Run it: ``python -m snippets.concurrency.explorer`` (or ``python -m snippets.explorer``).
+Run it: ``python -m snippets.concurrency.explorer``, or ``python -m snippets.explorer``.
 """
 
 # --8<-- [start:imports]
@@ -12,7 +12,7 @@ from snippets.scenarios import cache_agrees_with_db, user_not_cached
 
 # --8<-- [start:example]
 def writer(name: str) -> Actor:
-    """Update-on-write, by hand: UPDATE the row, then SET the cache to the same value."""
+    """Update-on-write, by hand: UPDATE the row, then SET the cache to the new value."""
     def write(cache: Cache, db: Database) -> None:
         db.execute("UPDATE users SET name = ? WHERE id = 1", (name,))
         cache.set("user:1", name)

@@ -1,33 +1,51 @@
-"""Fixes for the reader race: leases, version-checked sets, and (not quite) double delete.
+"""Fixes for the reader race: leases, version-checked sets, and (not quite) double
+delete.
 
-- Leases, after "Scaling Memcache at Facebook": a reader that misses takes a token; a write
-  revokes every token; a set whose token was revoked is refused. Atomic with WATCH/MULTI.
+- Leases, after "Scaling Memcache at Facebook": a reader that misses takes a token; a
+  write revokes every token; a set whose token was revoked is refused. Atomic with
+  WATCH/MULTI.
 - Version-checked sets: the cache holds "version:name"; a set never replaces a newer
   version with an older one. Writers set the new version themselves.
-- Delayed double delete: delete again a little later. It narrows the window; it does not
-  close it.
+- Delayed double delete: delete again a little later. It narrows the window; it does
+  not close it.
 
 Run it: ``python -m snippets.concurrency.fixes``.
 """
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 import functools
 from collections.abc import Callable
 
 import redis
 
-from snippets.backends import DEFAULT_TTL, Cache, Database, check_name, check_ttl, user_key
-from snippets.patterns.cache_aside import get_user, update_user
+from snippets.backends import (
+    DEFAULT_TTL,
+    Cache,
+    Database,
+    check_name,
+    check_ttl,
+    make_fake_cache,
+    user_key,
+)
+from snippets.concurrency.reader_race import (
+    draw,
+    explore_reader,
+    writer_and_reader,
+    writer_and_two_readers,
+)
+from snippets.concurrency.update_vs_invalidate import (
+    Read,
+    Write,
+    cached_by,
+    two_writers,
+)
 from snippets.explorer import Actor, Exploration, Run, Schedule, explore, replay
-from snippets.concurrency.reader_race import (draw, explore_reader, user_not_cached, writer_and_reader,
-                                  writer_and_two_readers)
-from snippets.concurrency.update_vs_invalidate import Read, Write, cached_by, two_writers
+from snippets.patterns.cache_aside import get_user, update_user
+from snippets.scenarios import user_not_cached
 
-
-def _check_name(name: object) -> str:
-    check_name(name)
-    return name
+# --8<-- [end:imports]
 
 
 # --8<-- [start:lease-read]
@@ -37,11 +55,12 @@ def lease_key(user_id: int) -> str:
 
 def get_user_with_lease(cache: Cache, db: Database, user_id: int,
                         ttl: int = DEFAULT_TTL) -> str | None:
-    """Cache-aside read, but a miss takes a lease token, and the fill needs it still valid."""
+    """Cache-aside read, but a miss takes a lease token, and the fill needs it
+    still valid."""
     key, lease, ttl = user_key(user_id), lease_key(user_id), check_ttl(ttl)
     cached = cache.get(key)
     if cached is not None:
-        return cached
+        return cached  # type: ignore[return-value]  # decoded: a str
     token = cache.incr(lease)  # a fresh token: any later INCR (a write) revokes it
     rows = db.query("SELECT name FROM users WHERE id = ?", (user_id,))
     if not rows:
@@ -68,9 +87,10 @@ def set_if_lease_holds(cache: Cache, key: str, lease: str, token: int, value: st
 
 
 # --8<-- [start:lease-write]
-def update_user_revoking_lease(cache: Cache, db: Database, user_id: int, name: str) -> None:
+def update_user_revoking_lease(cache: Cache, db: Database, user_id: int,
+                               name: str) -> None:
     """Write the DB, then delete the key and revoke outstanding leases, atomically."""
-    key, lease, name = user_key(user_id), lease_key(user_id), _check_name(name)
+    key, lease, name = user_key(user_id), lease_key(user_id), check_name(name)
     changed = db.execute(
         "UPDATE users SET name = ?, version = version + 1 WHERE id = ?", (name, user_id)
     )
@@ -94,12 +114,13 @@ def decode(cached: str) -> tuple[int, str]:
 
 
 def set_if_newer(cache: Cache, key: str, version: int, name: str, ttl: int) -> bool:
-    """SET key to this version unless the cache already holds this version or a newer one."""
+    """SET key to this version unless the cache already holds this version or a
+    newer one."""
     with cache.pipeline() as pipe:
         while True:
             try:
                 pipe.watch(key)
-                cached = pipe.get(key)
+                cached: str | None = pipe.get(key)  # type: ignore[assignment]  # a str
                 if cached is not None and decode(cached)[0] >= version:
                     return False  # never replace a newer value with an older one
                 pipe.multi()
@@ -113,7 +134,7 @@ def set_if_newer(cache: Cache, key: str, version: int, name: str, ttl: int) -> b
 def get_user_versioned(cache: Cache, db: Database, user_id: int,
                        ttl: int = DEFAULT_TTL) -> str | None:
     key, ttl = user_key(user_id), check_ttl(ttl)
-    cached = cache.get(key)
+    cached: str | None = cache.get(key)  # type: ignore[assignment]  # decoded: a str
     if cached is not None:
         return decode(cached)[1]
     rows = db.query("SELECT name, version FROM users WHERE id = ?", (user_id,))
@@ -127,10 +148,11 @@ def get_user_versioned(cache: Cache, db: Database, user_id: int,
 def update_user_versioned(cache: Cache, db: Database, user_id: int, name: str,
                           ttl: int = DEFAULT_TTL) -> None:
     """Write the DB (bumping the version), then set the cache to that version."""
-    key, name, ttl = user_key(user_id), _check_name(name), check_ttl(ttl)
+    key, name, ttl = user_key(user_id), check_name(name), check_ttl(ttl)
     with db.transaction():  # the UPDATE and reading back its version: one step
         changed = db.execute(
-            "UPDATE users SET name = ?, version = version + 1 WHERE id = ?", (name, user_id)
+            "UPDATE users SET name = ?, version = version + 1 WHERE id = ?",
+            (name, user_id),
         )
         if changed == 0:
             raise LookupError(f"no user with id {user_id}")
@@ -146,11 +168,11 @@ def no_pause() -> None:
 
 def update_user_double_delete(cache: Cache, db: Database, user_id: int, name: str,
                               pause: Callable[[], None] = no_pause) -> None:
-    """Invalidate-on-write, then delete once more after a pause (in production, a sleep
-    as long as a slow read, or a delayed job)."""
+    """Invalidate-on-write, then delete once more after a pause (in production, a
+    sleep as long as a slow read, or a delayed job)."""
     update_user(cache, db, user_id, name)  # UPDATE, then DEL
     pause()
-    cache.delete(user_key(user_id))  # removes an old value a slow reader put back meanwhile
+    cache.delete(user_key(user_id))  # removes an old value a slow reader put back
 # --8<-- [end:double-delete]
 
 
@@ -162,12 +184,15 @@ FIXES: dict[str, tuple[Read, Write]] = {
 
 
 def current_name(read: Read) -> Callable[[Cache, Database, object], str | None]:
-    """The invariant, seen as a user sees it: once everyone is done, the next read returns
-    the DB's current value (a read returns what the cache holds, if it holds anything)."""
+    """The invariant, seen as a user sees it: once everyone is done, the next read
+    returns the DB's current value (a read returns what the cache holds, if it holds
+    anything)."""
     def check(cache: Cache, db: Database, returns: object) -> str | None:
         [(in_db,)] = db.query("SELECT name FROM users WHERE id = 1")
         seen = read(cache, db, 1)
-        return None if seen == in_db else f"stale: a read returns {seen!r}, the DB says {in_db!r}"
+        if seen == in_db:
+            return None
+        return f"stale: a read returns {seen!r}, the DB says {in_db!r}"
     return check
 
 
@@ -176,14 +201,15 @@ def evicted(cache: Cache, db: Database) -> None:
     cache.delete(user_key(1))
 
 
-SCENARIOS = ("two writers", "writer + reader", "writer + 2 readers", "writer + reader + eviction")
+SCENARIOS = ("two writers", "writer + reader", "writer + 2 readers",
+             "writer + reader + eviction")
 
 
 def explore_fix(fix: str, scenario: str,
                 make_cache: Callable[[], Cache] | None = None) -> Exploration:
     """One fix in one scenario, against the invariant: once everyone is done, the next
-    read returns what the DB holds. Two actors: every interleaving. Three: every class of
-    equivalent interleavings (the invariant looks only at the final state, which
+    read returns what the DB holds. Two actors: every interleaving. Three: every class
+    of equivalent interleavings (the invariant looks only at the final state, which
     equivalent interleavings share)."""
     if fix not in FIXES:
         raise LookupError(f"no fix named {fix!r}; fixes: {', '.join(FIXES)}")
@@ -196,10 +222,11 @@ def explore_fix(fix: str, scenario: str,
                                        user_not_cached),
     }
     if scenario not in scenarios:
-        raise LookupError(f"no scenario named {scenario!r}; scenarios: {', '.join(SCENARIOS)}")
+        raise LookupError(
+            f"no scenario named {scenario!r}; scenarios: {', '.join(SCENARIOS)}")
     actors, setup = scenarios[scenario]
-    options = {"make_cache": make_cache} if make_cache else {}
-    return explore(actors, setup, current_name(read), reduce=len(actors) > 2, **options)
+    return explore(actors, setup, current_name(read), reduce=len(actors) > 2,
+                   make_cache=make_cache or make_fake_cache)
 
 
 def print_fixes() -> None:
@@ -208,7 +235,8 @@ def print_fixes() -> None:
     print(f"{'fix':<14}" + "".join(f"{header:>17}" for header in headers))
     for fix in FIXES:
         cells = [counts(fix, scenario) for scenario in SCENARIOS]
-        print(f"{fix:<14}" + "".join(f"{len(bad)} bad of {total}".rjust(17) for total, bad in cells))
+        print(f"{fix:<14}"
+              + "".join(f"{len(bad)} bad of {total}".rjust(17) for total, bad in cells))
 
 
 @functools.cache
@@ -219,8 +247,8 @@ def counts(fix: str, scenario: str) -> tuple[int, tuple[Schedule, ...]]:
 
 
 def calls_alone(fix: str) -> tuple[int, int]:
-    """Cache and DB calls made by one read that misses, and by one write, each run alone
-    (plain cache-aside for comparison: "none")."""
+    """Cache and DB calls made by one read that misses, and by one write, each run
+    alone (plain cache-aside for comparison: "none")."""
     read, write = (get_user, update_user) if fix == "none" else FIXES[fix]
 
     def steps(actor: Actor, setup: Actor) -> int:
@@ -233,8 +261,8 @@ def calls_alone(fix: str) -> tuple[int, int]:
 
 def double_delete_race() -> Run:
     """The schedule the explorer finds: the reader's SET lands after both deletes."""
-    return replay(writer_and_reader(update_user_double_delete), user_not_cached, "R R W W W R",
-                  check=current_name(get_user))
+    return replay(writer_and_reader(update_user_double_delete), user_not_cached,
+                  "R R W W W R", check=current_name(get_user))
 
 
 def double_delete_race_diagram() -> str:
@@ -253,7 +281,8 @@ def lease_refusal_diagram() -> str:
 
 
 def versioned_refusal() -> Run:
-    """The same race with version-checked sets: the reader's older version is refused."""
+    """The same race with version-checked sets: the reader's older version is
+    refused."""
     read, write = FIXES["versioned-set"]
     return replay(writer_and_reader(write, read), user_not_cached, "R R W W W W R R",
                   check=current_name(read))
@@ -264,7 +293,8 @@ def versioned_refusal_diagram() -> str:
 
 
 def versioned_after_eviction() -> Run:
-    """What versions cannot see: the newer value is evicted before the older one lands."""
+    """What versions cannot see: the newer value is evicted before the older one
+    lands."""
     read, write = FIXES["versioned-set"]
     return replay(writer_and_reader(write, read) | {"E": evicted}, user_not_cached,
                   "R R W W W W E R R R", check=current_name(read))
@@ -279,8 +309,8 @@ def main() -> None:
     rows.append(("(cache-aside)", explore_reader(update_user)))
     for fix, result in rows:
         miss, write = calls_alone("none" if fix == "(cache-aside)" else fix)
-        print(f"{fix:<14} writer + reader: {len(result.bad)} bad of {result.total:>3}   "
-              f"calls: {miss} for a read that misses, {write} for a write")
+        print(f"{fix:<14} writer + reader: {len(result.bad)} bad of {result.total:>3}"
+              f"   calls: {miss} for a read that misses, {write} for a write")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,18 @@
-"""Under real threads: readers and writers hammer one cache and one SQLite, per strategy.
+"""Under real threads: readers and writers hammer one cache and one SQLite, per
+strategy.
 
-The explorer proves, schedule by schedule, which strategies can leave a stale value. This
-load test checks the same prediction on real threads, against a real Redis when asked:
-bounded (by operation count AND by time), loopback only, and it stops by itself.
+The explorer proves, schedule by schedule, which strategies can leave a stale value.
+This load test checks the same prediction on real threads, against a real Redis when
+asked: bounded (by operation count AND by time), loopback only, and it stops by itself.
 
-Run it: ``python -m snippets.concurrency.load_test`` (fakeredis), or with a real Redis (its database is
-emptied): ``REDIS_URL=redis://127.0.0.1:6379/0 python -m snippets.concurrency.load_test --seconds 1``.
+Run it: ``python -m snippets.concurrency.load_test`` (fakeredis), or with a real Redis
+(its database is emptied): ``REDIS_URL=redis://127.0.0.1:6379/0 python -m
+snippets.concurrency.load_test --seconds 1``.
 """
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 import argparse
 import bisect
 import itertools
@@ -23,22 +26,13 @@ from typing import Any
 import fakeredis
 import redis
 
+from snippets.backends import Cache, Database, check_int, check_number, make_db
 from snippets.concurrency import production_pattern
-from snippets.backends import Cache, Database, make_db
 from snippets.concurrency.comparison import STRATEGIES
+from snippets.concurrency.update_vs_invalidate import Read, Write
+from snippets.scenarios import user_not_cached
 
-Read = Callable[[Cache, Database, int], "str | None"]
-Write = Callable[[Cache, Database, int, str], None]
-Strategy = tuple[Read, Write]
-CacheFactory = Callable[[], Cache]
-
-PRODUCTION = "production pattern"
-
-
-def strategies() -> dict[str, Strategy]:
-    """Every strategy of the comparison table, plus this site's production pattern."""
-    production = (production_pattern.get_user, production_pattern.update_user)
-    return {**STRATEGIES, PRODUCTION: production}
+# --8<-- [end:imports]
 
 
 # --8<-- [start:history]
@@ -92,7 +86,7 @@ def count_stale_reads(
     """Reads that returned a value OLDER than the newest write (in DB commit
     order) that had completed before the read began. A value the DB never
     held for that user counts as stale too: it is simply wrong."""
-    position = {
+    position: dict[int, dict[str | None, int]] = {  # user -> value -> commit order
         user: {value: i for i, value in enumerate(values)}
         for user, values in commits.items()
     }
@@ -106,14 +100,34 @@ def count_stale_reads(
         for user, events in done.items()
     }
     stale = 0
-    for began, user, value in reads:
-        seen = position.get(user, {}).get(value, -1)  # -1: never held, or None
+    for began, user, answer in reads:
+        seen = position.get(user, {}).get(answer, -1)  # -1: never held, or None
         events = done.get(user, [])
         n = bisect.bisect_left(events, (began, -1))  # writes done before began
         required = newest[user][n - 1] if n else 0
         stale += seen < required
     return stale
 # --8<-- [end:stale]
+
+
+# --8<-- [start:inputs]
+Strategy = tuple[Read, Write]
+CacheFactory = Callable[[], Cache]  # one client per thread, all of one server
+
+PRODUCTION = "production pattern"
+
+
+def strategies() -> dict[str, Strategy]:
+    """Every strategy of the comparison table, plus this site's production pattern."""
+    production = (production_pattern.get_user, production_pattern.update_user)
+    return {**STRATEGIES, PRODUCTION: production}
+
+
+def check_strategy(name: str) -> str:
+    known = strategies()
+    if name not in known:
+        raise LookupError(f"unknown strategy {name!r}; known: {', '.join(known)}")
+    return name
 
 
 def fake_cache_factory() -> CacheFactory:
@@ -132,29 +146,27 @@ def default_cache_factory() -> CacheFactory:
     return redis_cache_factory(url) if url else fake_cache_factory()
 
 
-def _check_strategy(name: str) -> str:
-    known = strategies()
-    if name not in known:
-        raise LookupError(f"unknown strategy {name!r}; known: {', '.join(known)}")
-    return name
+def size(name: str, value: object, low: int, high: int) -> int:
+    """A whole number from ``low`` to ``high``: every run stays small."""
+    number = check_int(name, value, minimum=low)
+    if number > high:
+        raise ValueError(f"{name} must be at most {high}, got {number!r}")
+    return number
 
 
-def _check_int(name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
-    return value
-
-
-def _check_sizes(
+def check_sizes(
     threads: int, writers: int | None, ops: int, seconds: float, keys: int
 ) -> tuple[int, int, int, float, int]:
-    threads = _check_int("threads", threads, 2, 64)
-    writers = _check_int("writers", threads // 2 if writers is None else writers, 1, threads - 1)
-    ops = _check_int("ops", ops, 1, 1_000_000)
-    keys = _check_int("keys", keys, 1, 10_000)
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 60:
-        raise ValueError(f"seconds must be more than 0 and at most 60, got {seconds!r}")
+    """Refuse, before anything runs, a size that would not stop soon."""
+    threads = size("threads", threads, 2, 64)
+    writers = threads // 2 if writers is None else writers
+    writers = size("writers", writers, 1, threads - 1)
+    ops = size("ops", ops, 1, 1_000_000)
+    keys = size("keys", keys, 1, 10_000)
+    if check_number("seconds", seconds) > 60:
+        raise ValueError(f"seconds must be at most 60, got {seconds!r}")
     return threads, writers, ops, float(seconds), keys
+# --8<-- [end:inputs]
 
 
 # --8<-- [start:run]
@@ -172,11 +184,11 @@ def run_load(
     """Run ``threads`` threads (``writers`` of them writing, the rest reading)
     on ``keys`` users, each thread for ``ops`` operations or ``seconds``,
     whichever ends first. Returns the counts and the staleness found."""
-    read, write = strategies()[_check_strategy(strategy)]
-    threads, writers, ops, seconds, keys = _check_sizes(
+    read, write = strategies()[check_strategy(strategy)]
+    threads, writers, ops, seconds, keys = check_sizes(
         threads, writers, ops, seconds, keys
     )
-    seed = _check_int("seed", seed, 0, 2**32)
+    seed = size("seed", seed, 0, 2**32)
     factory = cache_factory or default_cache_factory()
     if not callable(factory):
         raise TypeError(f"cache_factory must be callable, got {factory!r}")
@@ -253,12 +265,12 @@ def predict(strategy: str) -> dict[str, tuple[int, int]]:
     writers and for a writer + a reader, over every interleaving. Bad: a read
     after everyone is done disagrees with the DB, or a read that began after
     the write finished returned the old value."""
-    from snippets.explorer import explore
+    from snippets.explorer import Actor, explore
 
-    read, write = strategies()[_check_strategy(strategy)]
+    read, write = strategies()[check_strategy(strategy)]
 
     def setup(cache: Cache, db: Database) -> None:
-        db.add_user(1, "old")
+        user_not_cached(cache, db)
         read(cache, db, 1)  # start warm: "old" is cached
 
     def check(cache: Cache, db: Database, returns: Any) -> str | None:
@@ -270,7 +282,7 @@ def predict(strategy: str) -> dict[str, tuple[int, int]]:
             return f"R began after the write and returned {returns['R']!r}"
         return None
 
-    scenarios = {
+    scenarios: dict[str, dict[str, Actor]] = {
         "two writers": {"A": lambda c, d: write(c, d, 1, "A"),
                         "B": lambda c, d: write(c, d, 1, "B")},
         "writer + reader": {"W": lambda c, d: write(c, d, 1, "new"),
@@ -278,7 +290,7 @@ def predict(strategy: str) -> dict[str, tuple[int, int]]:
     }
     starts = {  # two writers start warm; the reader race needs a miss: cold
         "two writers": setup,
-        "writer + reader": lambda c, d: d.add_user(1, "old"),
+        "writer + reader": user_not_cached,
     }
     verdicts = {}
     for scenario, actors in scenarios.items():
@@ -314,26 +326,30 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         description="Readers and writers on real threads, per strategy. "
         "Set REDIS_URL to use a real Redis (its database is emptied).",
     )
-    parser.add_argument("--threads", type=int, default=4, help="threads in all (default 4)")
-    parser.add_argument("--writers", type=int, default=None, help="of which writers (half)")
-    parser.add_argument("--ops", type=int, default=2000, help="max ops per thread (2000)")
-    parser.add_argument("--seconds", type=float, default=0.3, help="max seconds per run (0.3)")
-    parser.add_argument("--keys", type=int, default=4, help="users shared by all threads (4)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of each thread's choices")
-    parser.add_argument("--strategy", action="append", help="run only these (repeatable)")
+    option = parser.add_argument
+    option("--threads", type=int, default=4, help="threads in all (default 4)")
+    option("--writers", type=int, default=None, help="of which writers (half)")
+    option("--ops", type=int, default=2000, help="max ops per thread (2000)")
+    option("--seconds", type=float, default=0.3, help="max seconds per run (0.3)")
+    option("--keys", type=int, default=4, help="users shared by all threads (4)")
+    option("--seed", type=int, default=0, help="seed of each thread's choices")
+    option("--strategy", action="append", help="run only these (repeatable)")
     args = parser.parse_args(argv)
     names = args.strategy or list(strategies())
     try:  # refuse bad input with a usage message, before anything runs
         for name in names:
-            _check_strategy(name)
-        _check_sizes(args.threads, args.writers, args.ops, args.seconds, args.keys)
-        _check_int("seed", args.seed, 0, 2**32)
+            check_strategy(name)
+        check_sizes(args.threads, args.writers, args.ops, args.seconds, args.keys)
+        size("seed", args.seed, 0, 2**32)
     except (ValueError, LookupError) as error:
         parser.error(str(error))
-    backend = "redis at " + os.environ["REDIS_URL"] if os.environ.get("REDIS_URL") else "fakeredis"
+    url = os.environ.get("REDIS_URL")
+    backend = f"redis at {url}" if url else "fakeredis"
+    writers = args.writers or args.threads // 2
     print(
-        f"{args.threads} threads ({args.writers or args.threads // 2} writing), {args.keys} keys, "
-        f"at most {args.ops} ops per thread or {args.seconds:g} s per strategy, on {backend}"
+        f"{args.threads} threads ({writers} writing), {args.keys} keys, "
+        f"at most {args.ops} ops per thread or {args.seconds:g} s per strategy, "
+        f"on {backend}"
     )
     rows = []
     for name in names:

@@ -1,13 +1,16 @@
-"""The production pattern: update the DB then delete the key; fill a miss under a lease.
+"""The production pattern: update the DB then delete the key; fill a miss under a
+lease.
 
-Plus the places where update-on-write is safe: sessions, feature flags, atomic counters.
+Plus the places where update-on-write is safe: sessions, feature flags, atomic
+counters.
 
-Run it: ``python -m snippets.concurrency.production_pattern`` (add ``REDIS_URL=redis://127.0.0.1:6379/0``
-for a real Redis).
+Run it: ``python -m snippets.concurrency.production_pattern`` (add
+``REDIS_URL=redis://127.0.0.1:6379/0`` for a real Redis).
 """
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 import json
 import re
 import secrets
@@ -15,15 +18,23 @@ from collections.abc import Callable
 from typing import Any
 
 from snippets.backends import (
-    DEFAULT_TTL, Cache, Database, check_name, check_ttl, make_cache, make_db, user_key,
+    DEFAULT_TTL,
+    Cache,
+    Database,
+    check_name,
+    check_ttl,
+    make_cache,
+    make_db,
+    user_key,
 )
+from snippets.scenarios import Check, cache_agrees_with_db, user_not_cached
 
-LEASE_TTL = 10  # seconds: a reader that dies holding a lease blocks fills this long
-SESSION_TTL = 1800  # seconds of inactivity before a session ends
-FLAGS_KEY = "flags"
-
+# --8<-- [end:imports]
 
 # --8<-- [start:lease]
+LEASE_TTL = 10  # seconds: a reader that dies holding a lease blocks fills this long
+
+
 def lease_key(key: str) -> str:
     """The lease that guards filling ``key``: ``{user:1}:lease``. The braces
     (a hash tag) put it in the same Redis Cluster slot as ``user:1``, as the
@@ -65,7 +76,7 @@ def get_user(
     key, ttl = user_key(user_id), check_ttl(ttl)
     cached = cache.get(key)
     if cached is not None:
-        return cached
+        return cached  # type: ignore[return-value]  # decoded: a str
     token = take_lease(cache, key)  # before the read: a later write voids it
     rows = db.query("SELECT name FROM users WHERE id = ?", (user_id,))
     if not rows:
@@ -94,6 +105,9 @@ def update_user(cache: Cache, db: Database, user_id: int, name: str) -> None:
 
 
 # --8<-- [start:session]
+SESSION_TTL = 1800  # seconds of inactivity before a session ends
+
+
 def session_key(session_id: str) -> str:
     if not isinstance(session_id, str) or not session_id.isalnum():
         raise ValueError(f"session_id must be alphanumeric, got {session_id!r}")
@@ -117,6 +131,9 @@ def load_session(cache: Cache, session_id: str) -> dict | None:
 
 
 # --8<-- [start:flags]
+FLAGS_KEY = "flags"
+
+
 def create_flags_table(db: Database) -> None:
     """One row: the whole flag set, as one JSON document."""
     db.execute(
@@ -176,46 +193,50 @@ def count_hit_unsafe(cache: Cache, name: str) -> int:
 # --8<-- [end:counter]
 
 
-# Every claim above, checked against every interleaving by the explorer. Not part of the
-# pattern: copy the sections above, not this.
+# Every claim above, checked against every interleaving by the explorer. Not part of
+# the pattern: copy the sections above, not this.
+
+Actor = Callable[[Cache, Database], Any]  # as in the explorer: a setup, or one actor
+Claim = tuple[dict[str, Actor], Actor | None, Check]  # actors, setup, invariant
 
 
-def _user_claims() -> dict[str, tuple[dict, Callable, Callable]]:
+def _user_claims() -> dict[str, Claim]:
     from snippets.patterns import cache_aside
 
     def warm(cache: Cache, db: Database) -> None:  # "old" in the DB and in the cache
-        db.add_user(1, "old")
+        user_not_cached(cache, db)
         get_user(cache, db, 1)
-
-    def cold(cache: Cache, db: Database) -> None:  # "old" in the DB, nothing cached
-        db.add_user(1, "old")
 
     def fresh(cache: Cache, db: Database, returns: Any) -> str | None:
         """Nothing or the DB's value in the cache at the end, and no reader that
         began after the write finished got the old value."""
-        cached = cache.get("user:1")
+        if stale := cache_agrees_with_db(cache, db, returns):
+            return stale
         [(row,)] = db.query("SELECT name FROM users WHERE id = 1")
-        if cached is not None and cached != row:
-            return f"the cache holds {cached!r} but the DB says {row!r}"
-        if "R" in returns and returns.finished_before("W", "R") and returns["R"] != row:
+        late = "R" in returns and returns.finished_before("W", "R")
+        if late and returns["R"] != row:
             return f"R began after the write and returned {returns['R']!r}"
         return None
 
-    claims = {}
+    def renames(write: Callable[..., None], name: str) -> Actor:
+        return lambda cache, db: write(cache, db, 1, name)
+
+    def reads(read: Callable[..., str | None]) -> Actor:
+        return lambda cache, db: read(cache, db, 1)
+
+    claims: dict[str, Claim] = {}
     for label, (read, write) in {
         "cache-aside": (cache_aside.get_user, cache_aside.update_user),
         "production pattern": (get_user, update_user),
     }.items():
         claims[f"two writers, {label}"] = (
-            {"A": lambda c, d, w=write: w(c, d, 1, "A"),
-             "B": lambda c, d, w=write: w(c, d, 1, "B")}, warm, fresh)
+            {"A": renames(write, "A"), "B": renames(write, "B")}, warm, fresh)
         claims[f"writer + reader, {label}"] = (
-            {"W": lambda c, d, w=write: w(c, d, 1, "new"),
-             "R": lambda c, d, r=read: r(c, d, 1)}, cold, fresh)
+            {"W": renames(write, "new"), "R": reads(read)}, user_not_cached, fresh)
     return claims
 
 
-def _safe_use_claims() -> dict[str, tuple[dict, Callable, Callable]]:
+def _safe_use_claims() -> dict[str, Claim]:
     def old_flags(cache: Cache, db: Database) -> None:
         create_flags_table(db)
         db.execute("INSERT INTO flags (id, doc) VALUES (1, ?)", ('{"beta": false}',))
@@ -224,12 +245,12 @@ def _safe_use_claims() -> dict[str, tuple[dict, Callable, Callable]]:
         cached = cache.get(FLAGS_KEY)
         [(doc,)] = db.query("SELECT doc FROM flags WHERE id = 1")
         if cached is not None and cached != doc:
-            return f"the cache holds {cached} but the DB says {doc}"
+            return f"the cache holds {cached!r} but the DB says {doc!r}"
         return None
 
     def counted_two(cache: Cache, db: Database, returns: Any) -> str | None:
         value = cache.get("counter:home")
-        return None if value == "2" else f"two increments, counter = {value}"
+        return None if value == "2" else f"two increments, counter = {value!r}"
 
     on, off = {"beta": True}, {"beta": False}
     return {
@@ -237,10 +258,12 @@ def _safe_use_claims() -> dict[str, tuple[dict, Callable, Callable]]:
             {"W": lambda c, d: set_flags(c, d, on), "R": lambda c, d: get_flags(c, d)},
             old_flags, flags_match),
         "flags, two admins": (
-            {"A": lambda c, d: set_flags(c, d, on), "B": lambda c, d: set_flags(c, d, off)},
+            {"A": lambda c, d: set_flags(c, d, on),
+             "B": lambda c, d: set_flags(c, d, off)},
             old_flags, flags_match),
         "counter, INCR twice": (
-            {"A": lambda c, d: count_hit(c, "home"), "B": lambda c, d: count_hit(c, "home")},
+            {"A": lambda c, d: count_hit(c, "home"),
+             "B": lambda c, d: count_hit(c, "home")},
             None, counted_two),
         "counter, GET then SET twice": (
             {"A": lambda c, d: count_hit_unsafe(c, "home"),
@@ -268,7 +291,6 @@ def print_claims(group: str) -> None:
     print(f"{'scenario':<38}{'schedules':>10}{'bad':>5}")
     for claim, total, bad in explore_claims(group):
         print(f"{claim:<38}{total:>10}{bad:>5}")
-
 
 
 def race_refused() -> str:
@@ -301,7 +323,8 @@ def main() -> None:
     (old,) = db.query("SELECT name FROM users WHERE id = 1")[0]
     update_user(cache, db, 1, "Countess of Lovelace")
     refused = not fill(cache, key, token, old, DEFAULT_TTL)
-    print(f"race  late fill of {old!r} refused: {refused} -> cache holds {cache.get(key)!r}")
+    held = cache.get(key)
+    print(f"race  late fill of {old!r} refused: {refused} -> cache holds {held!r}")
     print(f"read  user:1  miss, lease, DB read, fill -> {get_user(cache, db, 1)!r}")
 
 

@@ -1,23 +1,35 @@
 """The race the seed misses: invalidate-on-write with a concurrent reader.
 
-A reader misses and loads the old row; the writer updates the row and deletes the key; the
-reader then puts the old value back. Nothing deletes it again: it is stale until the TTL.
-Also here: deleting before the update, and a delete that fails after the commit.
+A reader misses and loads the old row; the writer updates the row and deletes the key;
+the reader then puts the old value back. Nothing deletes it again: it is stale until
+the TTL. Also here: deleting before the update, and a delete that fails after the
+commit.
 
 Run it: ``python -m snippets.concurrency.reader_race``.
 """
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 from collections.abc import Callable
 from typing import Any
 
 import redis
 
-from snippets.backends import DEFAULT_TTL, Cache, Database, check_name, make_fake_cache, user_key
-from snippets.patterns.cache_aside import get_user, update_user
+from snippets.backends import (
+    DEFAULT_TTL,
+    Cache,
+    Database,
+    check_name,
+    make_fake_cache,
+    user_key,
+)
+from snippets.concurrency.update_vs_invalidate import Read, Write, user_in_cache
 from snippets.explorer import Actor, Exploration, Returns, Run, explore, replay
-from snippets.concurrency.update_vs_invalidate import Read, Write, cache_agrees_with_db, user_in_cache
+from snippets.patterns.cache_aside import get_user, update_user
+from snippets.scenarios import cache_agrees_with_db, user_not_cached
+
+# --8<-- [end:imports]
 
 
 # --8<-- [start:delete-first]
@@ -35,11 +47,6 @@ def delete_then_update(cache: Cache, db: Database, user_id: int, name: str) -> N
 
 
 # --8<-- [start:scenario]
-def user_not_cached(cache: Cache, db: Database) -> None:
-    """Before the race: user 1 is "old" in the DB, and not in the cache."""
-    db.add_user(1, "old")
-
-
 def writer_and_reader(write: Write, read: Read = get_user) -> dict[str, Actor]:
     """W renames user 1 to "new" while R reads user 1."""
     return {"R": lambda cache, db: read(cache, db, 1),
@@ -51,7 +58,8 @@ def writer_and_two_readers(write: Write, read: Read = get_user) -> dict[str, Act
     return writer_and_reader(write, read) | {"R2": lambda cache, db: read(cache, db, 1)}
 
 
-def no_stale_read_after_write(cache: Cache, db: Database, returns: Returns) -> str | None:
+def no_stale_read_after_write(cache: Cache, db: Database,
+                              returns: Returns) -> str | None:
     """A read that began after the write finished must see the write."""
     for reader in ("R", "R2"):
         if reader in returns and returns.finished_before("W", reader) \
@@ -81,6 +89,8 @@ def cache_that_loses_deletes() -> Cache:
 
 
 LABELS = {"R": "Reader", "W": "Writer", "R2": "Reader 2", "E": "Eviction"}
+LONE_WRITER: dict[str, Actor] = {  # no reader: the DEL alone decides
+    "W": lambda cache, db: update_user(cache, db, 1, "new")}
 
 
 def draw(run: Run, final_state: bool = False) -> str:
@@ -95,13 +105,14 @@ def explore_reader(write: Write) -> Exploration:
 
 
 def explore_two_readers(write: Write) -> Exploration:
-    return explore(writer_and_two_readers(write), user_not_cached, no_stale_read_after_write,
-                   reduce=False)
+    return explore(writer_and_two_readers(write), user_not_cached,
+                   no_stale_read_after_write, reduce=False)
 
 
-def explore_lost_delete(make_cache: Callable[[], Cache] = cache_that_loses_deletes) -> Exploration:
-    return explore({"W": lambda cache, db: update_user(cache, db, 1, "new")}, user_in_cache,
-                   cache_agrees_with_db, make_cache=make_cache, reduce=False)
+def explore_lost_delete(
+        make_cache: Callable[[], Cache] = cache_that_loses_deletes) -> Exploration:
+    return explore(LONE_WRITER, user_in_cache, cache_agrees_with_db,
+                   make_cache=make_cache, reduce=False)
 
 
 # The runs drawn on the page: each is a schedule the explorer reported as bad.
@@ -133,8 +144,8 @@ def delete_first_race_diagram() -> str:
 
 
 def lost_delete() -> Run:
-    return replay({"W": lambda cache, db: update_user(cache, db, 1, "new")}, user_in_cache,
-                  "W W", check=cache_agrees_with_db, make_cache=cache_that_loses_deletes)
+    return replay(LONE_WRITER, user_in_cache, "W W", check=cache_agrees_with_db,
+                  make_cache=cache_that_loses_deletes)
 
 
 def lost_delete_diagram() -> str:

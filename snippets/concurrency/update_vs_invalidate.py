@@ -1,22 +1,31 @@
 """Update-on-write vs invalidate-on-write, with two concurrent writers.
 
-The seed's scenario: request A renames user 1 to "A", request B renames it to "B", at the
-same time. Update-on-write can end with DB = B and cache = A; invalidate-on-write cannot.
-The explorer runs both through every interleaving and counts.
+The seed's scenario: request A renames user 1 to "A", request B renames it to "B",
+at the same time. Update-on-write can end with DB = B and cache = A;
+invalidate-on-write cannot. The explorer runs both through every interleaving and
+counts.
 
 Run it: ``python -m snippets.concurrency.update_vs_invalidate``.
 """
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 from collections.abc import Callable
 
-from snippets.backends import DEFAULT_TTL, Cache, Database, check_name, check_ttl, user_key
+from snippets.backends import (
+    DEFAULT_TTL,
+    Cache,
+    Database,
+    check_name,
+    check_ttl,
+    user_key,
+)
+from snippets.explorer import Actor, Exploration, Run, explore, replay
 from snippets.patterns.cache_aside import get_user, update_user
-from snippets.explorer import Actor, Exploration, Returns, Run, explore, replay
+from snippets.scenarios import cache_agrees_with_db, user_not_cached
 
-Read = Callable[[Cache, Database, int], "str | None"]
-Write = Callable[[Cache, Database, int, str], None]
+# --8<-- [end:imports]
 
 
 # --8<-- [start:update]
@@ -35,10 +44,14 @@ def update_user_and_cache(cache: Cache, db: Database, user_id: int, name: str,
 
 
 # --8<-- [start:scenario]
+Read = Callable[[Cache, Database, int], "str | None"]  # a read path, like get_user
+Write = Callable[[Cache, Database, int, str], None]  # a write path, like update_user
+
+
 def cached_by(read: Read) -> Actor:
     """A setup: user 1 is "old" in the DB, and in the cache, as ``read`` caches it."""
     def setup(cache: Cache, db: Database) -> None:
-        db.add_user(1, "old")
+        user_not_cached(cache, db)
         read(cache, db, 1)
     return setup
 
@@ -50,15 +63,6 @@ def two_writers(write: Write) -> dict[str, Actor]:
     """Request A renames user 1 to "A"; request B renames it to "B"."""
     return {"A": lambda cache, db: write(cache, db, 1, "A"),
             "B": lambda cache, db: write(cache, db, 1, "B")}
-
-
-def cache_agrees_with_db(cache: Cache, db: Database, returns: Returns) -> str | None:
-    """The invariant: once everyone is done, the cache holds nothing or the DB's value."""
-    cached = cache.get(user_key(1))
-    [(in_db,)] = db.query("SELECT name FROM users WHERE id = 1")
-    if cached is not None and cached != in_db:
-        return f"stale: the cache holds {cached!r} but the DB says {in_db!r}"
-    return None
 # --8<-- [end:scenario]
 
 
@@ -67,7 +71,8 @@ WRITER_LABELS = {"A": "Request A", "B": "Request B"}
 
 def explore_writers(write: Write) -> Exploration:
     """Every interleaving of the two writers' steps (none counted as equivalent)."""
-    return explore(two_writers(write), user_in_cache, cache_agrees_with_db, reduce=False)
+    return explore(two_writers(write), user_in_cache, cache_agrees_with_db,
+                   reduce=False)
 
 
 def seed_race() -> Run:
@@ -81,8 +86,10 @@ def seed_race_diagram() -> str:
 
 
 def invalidate_same_order() -> Run:
-    """The same order of steps, with invalidate-on-write: both DELs, the cache is empty."""
-    return replay(two_writers(update_user), user_in_cache, "A B B A", check=cache_agrees_with_db)
+    """The same order of steps, with invalidate-on-write: both DELs, the cache ends
+    empty."""
+    return replay(two_writers(update_user), user_in_cache, "A B B A",
+                  check=cache_agrees_with_db)
 
 
 def invalidate_same_order_diagram() -> str:
@@ -93,11 +100,11 @@ def main() -> None:
     for title, write in (("update-on-write", update_user_and_cache),
                          ("invalidate-on-write", update_user)):
         result = explore_writers(write)
-        print(f"{title:<20} {result.total} interleavings, {len(result.bad)} bad: "
-              f"{', '.join(map(str, result.bad)) or 'none'}")
+        bad = ", ".join(map(str, result.bad)) or "none"
+        print(f"{title:<20} {result.total} interleavings, {len(result.bad)} bad: {bad}")
     run = seed_race()
-    print(f"replay of A B B A:  DB = {run.db.query('SELECT name FROM users')[0][0]!r}, "
-          f"cache = {run.cache.get('user:1')!r}")
+    in_db = run.db.query("SELECT name FROM users")[0][0]
+    print(f"replay of A B B A:  DB = {in_db!r}, cache = {run.cache.get('user:1')!r}")
 
 
 if __name__ == "__main__":

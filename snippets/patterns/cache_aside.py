@@ -1,14 +1,25 @@
-"""Cache-aside: the application reads through the cache and deletes the key after each write.
+"""Cache-aside: the application reads through the cache and deletes the key after
+each write.
 
-Run it: ``python -m snippets.patterns.cache_aside`` (add ``REDIS_URL=redis://127.0.0.1:6379/0`` for a
-real Redis).
+Run it: ``python -m snippets.patterns.cache_aside`` (add
+``REDIS_URL=redis://127.0.0.1:6379/0`` for a real Redis).
 """
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 from snippets.backends import (
-    DEFAULT_TTL, Cache, Database, check_name, check_ttl, make_cache, make_db, user_key,
+    DEFAULT_TTL,
+    Cache,
+    Database,
+    check_name,
+    check_ttl,
+    make_cache,
+    make_db,
+    user_key,
 )
+
+# --8<-- [end:imports]
 
 
 # --8<-- [start:read]
@@ -18,8 +29,8 @@ def get_user(
     """The user's name: from the cache, or from the DB (then cached)."""
     key, ttl = user_key(user_id), check_ttl(ttl)
     cached = cache.get(key)
-    if cached is not None:
-        return cached  # hit: the DB is not touched
+    if cached is not None:  # hit: the DB is not touched
+        return cached  # type: ignore[return-value]  # replies are decoded: a str
     rows = db.query("SELECT name FROM users WHERE id = ?", (user_id,))
     if not rows:
         return None  # no such user: nothing to cache
@@ -52,13 +63,16 @@ def main() -> None:
     def read() -> None:
         reads_before = db.reads
         name = get_user(cache, db, 1)
-        how = "hit: DB not touched" if db.reads == reads_before else "miss: DB read, SET"
-        print(f"read  user:1  {how:<22} -> {name!r:<15} (DB reads so far: {db.reads})")
+        hit = db.reads == reads_before
+        how = "hit: DB not touched" if hit else "miss: DB read, SET"
+        print(f"read  user:1  {how:<22} -> {name!r:<15} "
+              f"(DB reads so far: {db.reads})")
 
     read()
     read()
     update_user(cache, db, 1, "Ada Lovelace")
-    print(f"write user:1  UPDATE, then DEL       -> cache holds {cache.get(user_key(1))!r}")
+    held = cache.get(user_key(1))
+    print(f"write user:1  UPDATE, then DEL       -> cache holds {held!r}")
     read()
     read()
 

@@ -1,37 +1,52 @@
-"""TTL expiry: every cached entry deletes itself after a while, whatever else goes wrong.
+"""TTL expiry: every cached entry deletes itself after a while, whatever else goes
+wrong.
 
-Redis expires keys on its own wall clock, which an example cannot move. So the measurements
-here run on ``ClockedCache``, a small *model* of Redis's expiry driven by an injected clock;
-``tests/test_ttl.py`` checks the model against Redis itself wherever both can be compared
-without waiting. The read path and the jitter are the production code: they run unchanged on
-fakeredis and on a real Redis.
+Redis expires keys on its own wall clock, which an example cannot move. So the
+measurements here run on ``ClockedCache``, a small *model* of Redis's expiry driven by
+an injected clock; ``tests/patterns/test_ttl.py`` checks the model against Redis itself
+wherever both can be compared without waiting. The read path and the jitter are the
+production code: they run unchanged on fakeredis and on a real Redis.
 
 Run it: ``python -m snippets.patterns.ttl``.
 """
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 import random
 from typing import Any, NamedTuple
 
 import redis
 
-from snippets.patterns import cache_aside
 from snippets.backends import (
-    DEFAULT_TTL, Cache, Clock, Database, FakeClock, check_name, check_ttl, make_db, user_key,
+    DEFAULT_TTL,
+    Cache,
+    Clock,
+    Database,
+    FakeClock,
+    check_int,
+    check_name,
+    check_ttl,
+    make_db,
+    user_key,
 )
+from snippets.patterns import cache_aside
+
+# --8<-- [end:imports]
 
 
 # --8<-- [start:model]
 class ClockedCache:
-    """A model of Redis key expiry on an injected clock: GET, SET (EX, PX, KEEPTTL), DEL,
-    EXISTS, TTL, EXPIRE and PERSIST, with the same results as Redis (see the tests)."""
+    """A model of Redis key expiry on an injected clock: GET, SET (EX, PX, KEEPTTL),
+    DEL, EXISTS, TTL, EXPIRE and PERSIST, with the same results as Redis (see the
+    tests)."""
 
     def __init__(self, clock: Clock) -> None:
         if not callable(clock):
             raise TypeError(f"clock must be callable, got {clock!r}")
         self.clock = clock
-        self._entries: dict[str, tuple[str, float | None]] = {}  # key -> (value, expires at)
+        # key -> (value, the time it expires at, or None: never)
+        self._entries: dict[str, tuple[str, float | None]] = {}
 
     def _live(self, key: str) -> tuple[str, float | None] | None:
         entry = self._entries.get(key)
@@ -44,13 +59,13 @@ class ClockedCache:
         entry = self._live(key)
         return None if entry is None else entry[0]
 
-    def set(self, key: str, value: Any, ex: int | None = None, px: int | None = None,
-            keepttl: bool = False) -> bool:
+    def set(self, key: str, value: Any, ex: int | None = None,
+            px: int | None = None, keepttl: bool = False) -> bool:
         if (ex is not None) + (px is not None) + bool(keepttl) > 1:
             raise ValueError("give at most one of ex, px, keepttl")
         for name, amount in (("ex", ex), ("px", px)):
-            if amount is not None and (not isinstance(amount, int) or amount <= 0):
-                raise ValueError(f"{name} must be a positive integer, got {amount!r}")
+            if amount is not None:
+                check_int(name, amount)
         old = self._live(key)
         if ex is not None:
             expires_at: float | None = self.clock() + ex
@@ -87,7 +102,8 @@ class ClockedCache:
         entry = self._live(key)
         if entry is None:
             return False
-        self._entries[key] = (entry[0], self.clock() + seconds)  # <= 0: expired already
+        # seconds <= 0: expired already
+        self._entries[key] = (entry[0], self.clock() + seconds)
         return True
 
     def persist(self, key: str) -> bool:
@@ -102,15 +118,18 @@ class ClockedCache:
 # --8<-- [start:jitter]
 def check_jitter(jitter: float) -> float:
     """Return ``jitter`` if it is a fraction in [0, 1), else raise ValueError."""
-    if isinstance(jitter, bool) or not isinstance(jitter, int | float) or not 0 <= jitter < 1:
+    if (isinstance(jitter, bool) or not isinstance(jitter, int | float)
+            or not 0 <= jitter < 1):
         raise ValueError(f"jitter must be a fraction in [0, 1), got {jitter!r}")
     return jitter
 
 
 def jittered_ttl(ttl: int, jitter: float, rng: random.Random | None = None) -> int:
-    """A TTL drawn uniformly from ``ttl - jitter * ttl`` up to ``ttl``, in whole seconds.
+    """A TTL drawn uniformly from ``ttl - jitter * ttl`` up to ``ttl``, in whole
+    seconds.
 
-    Jitter only ever shortens: the TTL stays the upper bound on how stale an entry can be.
+    Jitter only ever shortens: the TTL stays the upper bound on how stale an entry
+    can be.
     """
     check_ttl(ttl)
     check_jitter(jitter)
@@ -122,20 +141,25 @@ def jittered_ttl(ttl: int, jitter: float, rng: random.Random | None = None) -> i
 
 
 # --8<-- [start:read]
-def get_user(cache: Cache | ClockedCache, db: Database, user_id: int, ttl: int = DEFAULT_TTL,
-             jitter: float = 0.0, rng: random.Random | None = None) -> str | None:
+def get_user(cache: Cache | ClockedCache, db: Database, user_id: int,
+             ttl: int = DEFAULT_TTL, jitter: float = 0.0,
+             rng: random.Random | None = None) -> str | None:
     """Cache-aside's read path, each entry stored with its own jittered TTL."""
-    return cache_aside.get_user(cache, db, user_id, ttl=jittered_ttl(ttl, jitter, rng))
+    ttl = jittered_ttl(ttl, jitter, rng)
+    # the model has the GET and SET that cache-aside uses
+    return cache_aside.get_user(cache, db, user_id, ttl)  # type: ignore[arg-type]
 # --8<-- [end:read]
 
 
 # --8<-- [start:write]
 def update_user(db: Database, user_id: int, name: str) -> None:
-    """TTL-only invalidation: update the DB and leave the cache alone; it expires by itself."""
+    """TTL-only invalidation: update the DB and leave the cache alone; it expires by
+    itself."""
     user_key(user_id)  # validates the id
     check_name(name)
     changed = db.execute(
-        "UPDATE users SET name = ?, version = version + 1 WHERE id = ?", (name, user_id)
+        "UPDATE users SET name = ?, version = version + 1 WHERE id = ?",
+        (name, user_id),
     )
     if changed == 0:
         raise LookupError(f"no user with id {user_id}")
@@ -158,12 +182,6 @@ class DeletesLost:
 # --8<-- [end:fault]
 
 
-def _check_count(name: str, value: int, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
 # --8<-- [start:measure]
 def stale_window(ttl: int, write_at: int) -> int:
     """Seconds from a TTL-only write until a reader, reading once a second, sees it.
@@ -172,7 +190,7 @@ def stale_window(ttl: int, write_at: int) -> int:
     that second's read.
     """
     check_ttl(ttl)
-    _check_count("write_at", write_at, 0)
+    check_int("write_at", write_at, minimum=0)
     clock = FakeClock()
     cache, db = ClockedCache(clock), make_db()
     db.add_user(1, "old")
@@ -185,7 +203,8 @@ def stale_window(ttl: int, write_at: int) -> int:
         clock.advance(1)
         if get_user(cache, db, 1, ttl) == "new":
             return int(clock()) - write_at
-    raise AssertionError(f"still stale {ttl} s after the write: the TTL bound is broken")
+    raise AssertionError(
+        f"still stale {ttl} s after the write: the TTL bound is broken")
 
 
 class StaleWindow(NamedTuple):
@@ -212,7 +231,7 @@ def stale_window_table(ttls: list[int]) -> list[StaleWindow]:
 def expiry_spread(n_keys: int, ttl: int, jitter: float, seed: int) -> dict[int, int]:
     """Misses in each second after ``n_keys`` keys are all filled at t=0 (a deploy, a
     cache restart, a batch warm-up) and then each read once a second, for one TTL."""
-    _check_count("n_keys", n_keys, 1)
+    check_int("n_keys", n_keys)
     check_ttl(ttl)
     check_jitter(jitter)
     if isinstance(seed, bool) or not isinstance(seed, int):
@@ -239,15 +258,18 @@ def print_stale_window_table(ttls: list[int]) -> None:
         print(f"{row.ttl:>7}  {row.worst:>22}  {row.mean:>21.1f}")
 
 
-def print_expiry_spread(n_keys: int, ttl: int, jitters: list[float], seed: int = 0) -> None:
-    """One row per jitter: the misses, the seconds they fell in, and the worst second."""
+def print_expiry_spread(n_keys: int, ttl: int, jitters: list[float],
+                        seed: int = 0) -> None:
+    """One row per jitter: the misses, the seconds they fell in, and the worst
+    second."""
     print("jitter  misses  seconds  when        peak misses in one second")
     for jitter in jitters:
-        misses = {s: n for s, n in expiry_spread(n_keys, ttl, jitter, seed).items() if n}
+        spread = expiry_spread(n_keys, ttl, jitter, seed)
+        misses = {second: n for second, n in spread.items() if n}
         first, last = min(misses), max(misses)
         when = f"t={first}..{last} s" if first != last else f"t={last} s"
-        print(f"{jitter:>6.0%}  {sum(misses.values()):>6}  {len(misses):>7}  {when:<10}  "
-              f"{max(misses.values()):>25}")
+        print(f"{jitter:>6.0%}  {sum(misses.values()):>6}  {len(misses):>7}  "
+              f"{when:<10}  {max(misses.values()):>25}")
 
 
 def main() -> None:

@@ -5,12 +5,13 @@ them when the process dies. The durable one logs every write in a Redis stream, 
 same MULTI/EXEC as the cache update, and a flusher applies the log to the database and
 acknowledges an entry (XACK) only after the database commit.
 
-Run it: ``python -m snippets.patterns.write_behind`` (``--bench`` counts the DB writes that
-coalescing saves; add ``REDIS_URL=redis://127.0.0.1:6379/0`` for a real Redis).
+Run it: ``python -m snippets.patterns.write_behind`` (``--bench`` counts the DB writes
+that coalescing saves; add ``REDIS_URL=redis://127.0.0.1:6379/0`` for a real Redis).
 """
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -18,36 +19,19 @@ from typing import Any
 import redis
 
 from snippets.backends import (
-    DEFAULT_TTL, Cache, Database, check_name, check_ttl, make_cache, make_db, user_key,
+    DEFAULT_TTL,
+    Cache,
+    Database,
+    check_int,
+    check_name,
+    check_ttl,
+    make_cache,
+    make_db,
+    user_key,
 )
-from snippets.patterns.write_through import cost
+from snippets.faults import Crash, Faults
 
-STREAM = "users:writes"  # the log of acknowledged writes
-GROUP = "flushers"  # the consumer group the flushers share
-DEAD = "users:writes:dead"  # entries the database refused, kept for a human
-
-
-def check_positive(what: str, value: object) -> int:
-    """Return ``value`` if it is a positive whole number, else raise ValueError."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}")
-    return value
-
-
-def check_count(value: object) -> int:
-    return check_positive("count", value)
-
-
-def check_idle(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"claim_idle_ms must be a whole number >= 0, got {value!r}")
-    return value
-
-
-def check_consumer(consumer: object) -> str:
-    if not isinstance(consumer, str) or not consumer:
-        raise ValueError(f"consumer must be a non-empty string, got {consumer!r}")
-    return consumer
+# --8<-- [end:imports]
 
 
 # --8<-- [start:read]
@@ -58,7 +42,7 @@ def get_user(
     key, ttl = user_key(user_id), check_ttl(ttl)
     cached = cache.get(key)
     if cached is not None:
-        return cached
+        return cached  # type: ignore[return-value]  # replies are decoded: a str
     rows = db.query("SELECT name FROM users WHERE id = ?", (user_id,))
     if not rows:
         return None
@@ -96,47 +80,11 @@ class InMemoryWriteBehind:
 # --8<-- [end:naive]
 
 
-# --8<-- [start:crash]
-class Crash(BaseException):
-    """The process dies here. A BaseException, so no ``except Exception``
-    in the code under test can swallow it."""
-
-
-class Process:
-    """One process's view of the cache and the DB: its calls to either are
-    numbered, and the call numbered ``crash_at`` raises Crash instead."""
-
-    def __init__(self, cache: Cache, db: Database, crash_at: int | None = None):
-        if crash_at is not None:
-            check_positive("crash_at", crash_at)
-        self.crash_at, self.steps = crash_at, []
-        self.cache: Any = _Numbered(cache, "cache", self)
-        self.db: Any = _Numbered(db, "db", self)
-
-    def step(self, name: str) -> None:
-        self.steps.append(name)
-        if len(self.steps) == self.crash_at:
-            raise Crash(f"crashed before step {len(self.steps)}: {name}")
-
-
-class _Numbered:
-    def __init__(self, inner: Any, label: str, process: Process):
-        self.inner, self.label, self.process = inner, label, process
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self.inner, name)
-        if not callable(attr):
-            return attr
-
-        def numbered(*args: Any, **kwargs: Any) -> Any:
-            self.process.step(f"{self.label}.{name}")
-            return attr(*args, **kwargs)
-
-        return numbered
-# --8<-- [end:crash]
-
-
 # --8<-- [start:durable-write]
+STREAM = "users:writes"  # the log of acknowledged writes
+GROUP = "flushers"  # the consumer group the flushers share
+DEAD = "users:writes:dead"  # entries the database refused, kept for a human
+
 APPLIED_SCHEMA = """
 CREATE TABLE IF NOT EXISTS applied (
     user_id   INTEGER PRIMARY KEY,
@@ -197,12 +145,10 @@ def flush(
     with db.transaction():
         for user_id, (entry_id, name) in newest.items():
             if apply(db, user_id, name, entry_id) == "no such user":
-                refused.append(
-                    {"entry": entry_id, "user_id": user_id, "name": name}
-                )
+                refused.append((entry_id, user_id, name))
     with cache.pipeline() as pipe:  # after the commit; both, or neither
-        for dead in refused:
-            pipe.xadd(DEAD, dead)
+        for entry_id, user_id, name in refused:
+            pipe.xadd(DEAD, {"entry": entry_id, "user_id": user_id, "name": name})
         for user_id, (_, name) in newest.items():  # in the DB: may expire now
             pipe.eval(EXPIRE_IF_SAME, 1, user_key(user_id), name, ttl)
         pipe.xack(STREAM, GROUP, *(entry_id for entry_id, _ in entries))
@@ -223,12 +169,12 @@ def take_batch(
     cache: Cache, consumer: str, count: int, claim_idle_ms: int
 ) -> list[Entry]:
     """Entries to apply, oldest obligations first."""
-    consumer, count = check_consumer(consumer), check_count(count)
-    claim_idle_ms = check_idle(claim_idle_ms)
+    consumer, count = check_consumer(consumer), check_int("count", count)
+    claim_idle_ms = check_int("claim_idle_ms", claim_idle_ms, minimum=0)
     # 1. Mine, delivered before I crashed and never acknowledged.
-    mine = cache.xreadgroup(GROUP, consumer, {STREAM: "0"}, count=count)
-    if mine and mine[0][1]:
-        return mine[0][1]
+    mine = entries_of(cache.xreadgroup(GROUP, consumer, {STREAM: "0"}, count=count))
+    if mine:
+        return mine
     # 2. Another flusher's, idle so long that it is presumed dead.
     _, claimed, *_ = cache.xautoclaim(
         STREAM, GROUP, consumer, claim_idle_ms, start_id="0-0", count=count
@@ -236,8 +182,18 @@ def take_batch(
     if claimed:
         return claimed
     # 3. New writes.
-    new = cache.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=count)
-    return new[0][1] if new else []
+    return entries_of(cache.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=count))
+
+
+def entries_of(reply: Any) -> list[Entry]:
+    """The entries in an XREADGROUP reply for one stream: [[stream, entries]]."""
+    return reply[0][1] if reply else []
+
+
+def check_consumer(consumer: object) -> str:
+    if not isinstance(consumer, str) or not consumer:
+        raise ValueError(f"consumer must be a non-empty string, got {consumer!r}")
+    return consumer
 
 
 def apply(db: Database, user_id: int, name: str, entry_id: str) -> str:
@@ -303,7 +259,7 @@ def crash_sweep(
     dies at step j; f3 claims whatever is left and drains the log. Then
     every user's row must hold its last acknowledged write.
     """
-    count = check_count(count)
+    count = check_int("count", count)
     totals = {"runs": 0, "crashes": 0, "lost": 0, "pending": 0, "disagree": 0}
     for k in range(1, 1000):
         for j in range(1, 1000):
@@ -341,9 +297,10 @@ def crash_sweep(
 def _dies(cache: Cache, db: Database, name: str, crash_at: int,
           count: int, claim_idle_ms: int) -> bool:
     """Drain as flusher ``name``, dying at step ``crash_at``: did it die?"""
-    process = Process(cache, db, crash_at)
+    faults = Faults(crash_at=[crash_at])
     try:
-        drain(process.cache, process.db, name, count, claim_idle_ms)
+        drain(faults.wrap(cache, "cache"), faults.wrap(db, "db"), name, count,
+              claim_idle_ms)
     except Crash:
         return True
     return False
@@ -353,7 +310,9 @@ def _dies(cache: Cache, db: Database, name: str, crash_at: int,
 # --8<-- [start:bench]
 def bench(writes: int = 1000, batch: int = 100) -> None:
     """Count the cost of a write, and the DB statements behind ``writes``."""
-    writes, batch = check_positive("writes", writes), check_positive("batch", batch)
+    from snippets.patterns.write_through import cost  # it loads the explorer: only here
+
+    writes, batch = check_int("writes", writes), check_int("batch", batch)
     cache, db = make_cache(), make_db()
     prepare(cache, db)
     db.add_user(1, "x")
@@ -403,9 +362,9 @@ def main() -> None:
     prepare(cache, db)
     write(cache, 1, "Ada Lovelace")
     state("logged: write acknowledged ->")
-    dies = Process(cache, db, crash_at=7)  # step 7: the XACK, after the commit
+    faults = Faults(crash_at=[7])  # step 7: the XACK, after the commit
     try:
-        flush(dies.cache, dies.db, "f1")
+        flush(faults.wrap(cache, "cache"), faults.wrap(db, "db"), "f1")
     except Crash:
         state("f1 commits, dies before its XACK ->")
     drain(cache, db, "f2", claim_idle_ms=0)
@@ -418,6 +377,7 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["--bench"]:
         bench()
     elif sys.argv[1:]:
-        sys.exit(f"usage: python -m snippets.patterns.write_behind [--bench], got {sys.argv[1:]}")
+        sys.exit("usage: python -m snippets.patterns.write_behind [--bench], "
+                 f"got {sys.argv[1:]}")
     else:
         main()

@@ -1,73 +1,53 @@
-"""Write-through: every write updates the database and the cache, so reads after it hit.
+"""Write-through: every write updates the database and the cache, so reads after it
+hit.
 
-The cache entry of a user is a Redis hash, ``user:1 -> {name, version}``: the version is
-the row's ``users.version`` and lets a late writer see that its value is already old.
+The cache entry of a user is a Redis hash, ``user:1 -> {name, version}``: the version
+is the row's ``users.version`` and lets a late writer see that its value is already old.
 
-Run it: ``python -m snippets.patterns.write_through`` (``--bench`` counts the cost of a write;
-add ``REDIS_URL=redis://127.0.0.1:6379/0`` for a real Redis).
+Run it: ``python -m snippets.patterns.write_through`` (``--bench`` counts the cost of a
+write; add ``REDIS_URL=redis://127.0.0.1:6379/0`` for a real Redis).
 """
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import redis
 
 from snippets.backends import (
-    DEFAULT_TTL, Cache, Database, check_name, check_ttl, make_cache, make_db, user_key,
+    DEFAULT_TTL,
+    Cache,
+    Database,
+    check_int,
+    check_name,
+    check_ttl,
+    make_cache,
+    make_db,
+    user_key,
 )
 from snippets.explorer import Actor, Returns, replay
-from snippets.patterns.cache_aside import get_user as cache_aside_get_user
-from snippets.patterns.cache_aside import update_user as cache_aside_update_user
+from snippets.faults import Intercept
+from snippets.patterns import cache_aside
+from snippets.scenarios import agrees_with_db, user_not_cached
+
+# --8<-- [end:imports]
 
 
-def check_version(version: object) -> int:
-    """Return ``version`` if it is a positive whole number, else raise ValueError."""
-    if isinstance(version, bool) or not isinstance(version, int) or version <= 0:
-        raise ValueError(f"version must be a positive integer, got {version!r}")
-    return version
-
-
-# --8<-- [start:intercept]
-class Intercept:
-    """A cache or DB whose next call to ``method`` first runs ``before()``.
-
-    A hook that raises injects a failure; a hook that runs another writer
-    injects an interleaving. Every other call passes straight through.
-    """
-
-    def __init__(self, inner: Any, method: str, before: Callable[[], object]):
-        if not callable(getattr(inner, method, None)):
-            kind = type(inner).__name__
-            raise ValueError(f"{kind} has no method {method!r} to intercept")
-        self.inner, self.method, self.before = inner, method, before
-        self.fired = False
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self.inner, name)
-        if name != self.method or self.fired:
-            return attr
-
-        def intercepted(*args: Any, **kwargs: Any) -> Any:
-            self.fired = True  # once: the hook may itself call this method
-            self.before()
-            return attr(*args, **kwargs)
-
-        return intercepted
-
-
+# --8<-- [start:fail]
 def fail(error: BaseException) -> Callable[[], None]:
-    """A hook that raises ``error``: an injected fault."""
+    """A hook for ``Intercept`` that raises ``error``: an injected fault."""
 
     def hook() -> None:
         raise error
 
     return hook
-# --8<-- [end:intercept]
+# --8<-- [end:fail]
 
 
 # --8<-- [start:read]
@@ -78,7 +58,7 @@ def get_user(
     key, ttl = user_key(user_id), check_ttl(ttl)
     cached = cache.hget(key, "name")
     if cached is not None:
-        return cached
+        return cached  # type: ignore[return-value]  # replies are decoded: a str
     rows = db.query("SELECT name, version FROM users WHERE id = ?", (user_id,))
     if not rows:
         return None
@@ -93,9 +73,9 @@ def get_user(
 def update_user_cache_first(
     cache: Cache, db: Database, user_id: int, name: str, ttl: int = DEFAULT_TTL
 ) -> None:
-    """The seed's order: the cache, then the database."""
+    """The order the common advice gives: the cache, then the database."""
     key, ttl, name = user_key(user_id), check_ttl(ttl), check_name(name)
-    put(cache, key, {"name": name}, ttl)
+    put(cache, key, name, ttl)
     changed = db.execute(
         "UPDATE users SET name = ?, version = version + 1 WHERE id = ?",
         (name, user_id),
@@ -115,13 +95,13 @@ def update_user_db_first(
     )
     if changed == 0:
         raise LookupError(f"no user with id {user_id}")
-    put(cache, key, {"name": name}, ttl)
+    put(cache, key, name, ttl)
 
 
-def put(cache: Cache, key: str, fields: dict[str, Any], ttl: int) -> None:
+def put(cache: Cache, key: str, name: str, ttl: int) -> None:
     """HSET and EXPIRE in one MULTI/EXEC: never a value without its TTL."""
     with cache.pipeline() as pipe:
-        pipe.hset(key, mapping=fields)
+        pipe.hset(key, mapping={"name": name})
         pipe.expire(key, ttl)
         pipe.execute()
 # --8<-- [end:naive]
@@ -173,7 +153,7 @@ def set_if_newer(
 ) -> bool:
     """Store (name, version) unless the cache holds this version or newer."""
     key, ttl = user_key(user_id), check_ttl(ttl)
-    name, version = check_name(name), check_version(version)
+    name, version = check_name(name), check_int("version", version)
     return cache.eval(SET_IF_NEWER, 1, key, name, version, ttl) == 1
 # --8<-- [end:write]
 
@@ -188,7 +168,7 @@ def set_if_newer_watch(
     and we compare again.
     """
     key, ttl = user_key(user_id), check_ttl(ttl)
-    name, version = check_name(name), check_version(version)
+    name, version = check_name(name), check_int("version", version)
     with cache.pipeline() as pipe:
         while True:
             try:
@@ -214,23 +194,17 @@ def writers(write: Writer, *names: str) -> dict[str, Actor]:
     """One actor per name, each writing its own name to user 1."""
     if not names:
         raise ValueError("give at least one writer name")
-    return {name: lambda cache, db, name=name: write(cache, db, 1, name)
-            for name in names}
+    return {name: writer(write, name) for name in names}
 
 
-def old_user(cache: Cache, db: Database) -> None:
-    db.add_user(1, "old")
+def writer(write: Writer, name: str) -> Actor:
+    """One actor that writes ``name`` to user 1 with ``write``."""
+    return lambda cache, db: write(cache, db, 1, name)
 
 
-def cache_matches_db(
-    cache: Cache, db: Database, returns: Returns
-) -> str | None:
-    """Once everyone is done, the cache holds nothing or the DB's name."""
-    cached = cache.hget(user_key(1), "name")
-    [(name,)] = db.query("SELECT name FROM users WHERE id = 1")
-    if cached is not None and cached != name:
-        return f"the cache holds {cached!r} but the DB says {name!r}"
-    return None
+# The invariant, on the hash: once everyone is done, the cache holds nothing for
+# user 1, or the name the DB holds.
+hash_agrees_with_db = agrees_with_db(lambda cache: cache.hget(user_key(1), "name"))
 
 
 def outcome(cache: Cache, db: Database, returns: Returns) -> str:
@@ -240,15 +214,15 @@ def outcome(cache: Cache, db: Database, returns: Returns) -> str:
 
 def race_unordered() -> str:
     """A commits first but sets last: drawn from a real run."""
-    run = replay(writers(update_user_db_first, "A", "B"), old_user, "A B B A",
-                 check=cache_matches_db)
+    run = replay(writers(update_user_db_first, "A", "B"), user_not_cached, "A B B A",
+                 check=hash_agrees_with_db)
     return run.mermaid({"A": "Writer A", "B": "Writer B"}, transactions_as_blocks=True)
 
 
 def race_versioned() -> str:
     """The same schedule with versioned sets: A's late set is refused."""
-    run = replay(writers(update_user, "A", "B"), old_user, "A B B A",
-                 check=cache_matches_db)
+    run = replay(writers(update_user, "A", "B"), user_not_cached, "A B B A",
+                 check=hash_agrees_with_db)
     return _named_script(run.mermaid({"A": "Writer A", "B": "Writer B"},
                                      transactions_as_blocks=True))
 
@@ -256,14 +230,14 @@ def race_versioned() -> str:
 def set_is_lost(cache: Cache, db: Database) -> int:
     """A writer whose versioned set is lost: it falls back to DEL."""
     lost = Intercept(cache, "eval", fail(redis.ConnectionError("lost")))
-    return update_user(lost, db, 1, "new")
+    return update_user(lost, db, 1, "new")  # type: ignore[arg-type]  # a proxy
 
 
 def race_copy_gone() -> str:
     """The reader loads the old row, the writer's set is lost and it deletes
     the copy, then the reader's fill finds no version to compare with."""
     actors = {"W": set_is_lost, "R": lambda cache, db: get_user(cache, db, 1)}
-    run = replay(actors, old_user, "R R W W R", check=cache_matches_db)
+    run = replay(actors, user_not_cached, "R R W W R", check=hash_agrees_with_db)
     return _named_script(run.mermaid({"W": "Writer", "R": "Reader"},
                                      transactions_as_blocks=True))
 
@@ -300,11 +274,12 @@ def counting(cache: Cache) -> Iterator[dict[str, int]]:
                 counts["round_trips"] += 1
                 return send(*a, **k)
 
-            conn.read_response = read_response
-            conn.send_packed_command = send_packed_command
+            # counted on this connection until the block ends
+            conn.read_response = read_response  # type: ignore[method-assign]
+            conn.send_packed_command = send_packed_command  # type: ignore[method-assign]
         return conn
 
-    pool.get_connection = get_connection
+    pool.get_connection = get_connection  # type: ignore[method-assign]  # undone below
     try:
         yield counts
     finally:  # back to the class's own methods
@@ -325,10 +300,9 @@ def cost(cache: Cache, db: Database, op: Callable[[], object]) -> list[int]:
 
 def bench(writes: int = 100) -> None:
     """Count what one write costs, and what the read after it costs."""
-    if isinstance(writes, bool) or not isinstance(writes, int) or writes <= 0:
-        raise ValueError(f"writes must be a positive integer, got {writes!r}")
-    patterns = {
-        "cache-aside": (cache_aside_update_user, cache_aside_get_user),
+    check_int("writes", writes)
+    patterns: dict[str, tuple[Callable[..., object], Callable[..., object]]] = {
+        "cache-aside": (cache_aside.update_user, cache_aside.get_user),
         "write-through": (update_user, get_user),
     }
     per: dict[str, list[float]] = {}
@@ -338,13 +312,14 @@ def bench(writes: int = 100) -> None:
         read(cache, db, 1)  # start warm
         w, r = [0, 0, 0], [0, 0, 0]
         for i in range(writes):  # each write is followed by one read
-            wrote = cost(cache, db, lambda: update(cache, db, 1, f"v{i}"))
-            w = [a + b for a, b in zip(w, wrote)]
-            then = cost(cache, db, lambda: read(cache, db, 1))
-            r = [a + b for a, b in zip(r, then)]
+            wrote = cost(cache, db, partial(update, cache, db, 1, f"v{i}"))
+            w = [a + b for a, b in zip(w, wrote, strict=True)]
+            then = cost(cache, db, partial(read, cache, db, 1))
+            r = [a + b for a, b in zip(r, then, strict=True)]
         per[f"{label}: one write"] = [n / writes for n in w]
         per[f"{label}: the read after it"] = [n / writes for n in r]
-        per[f"{label}: write + read"] = [(a + b) / writes for a, b in zip(w, r)]
+        per[f"{label}: write + read"] = [
+            (a + b) / writes for a, b in zip(w, r, strict=True)]
         cache.close()
         db.close()
 
@@ -357,12 +332,14 @@ def bench(writes: int = 100) -> None:
         line(label, [f"{n:.1f}" for n in figures])
     for what in ("one write", "write + read"):
         top, bottom = per[f"write-through: {what}"], per[f"cache-aside: {what}"]
-        line(f"ratio, {what}", [f"{t / b:.1f}x" for t, b in zip(top, bottom)])
+        ratios = [f"{t / b:.1f}x" for t, b in zip(top, bottom, strict=True)]
+        line(f"ratio, {what}", ratios)
 # --8<-- [end:bench]
 
 
 def main() -> None:
-    """Narrate write-through: a write, a hit, then what the seed leaves out."""
+    """Narrate write-through: a write, a hit, then what the common advice leaves
+    out."""
     cache, db = make_cache(), make_db()
     db.add_user(1, "Ada")
 
@@ -376,23 +353,29 @@ def main() -> None:
     get_user(cache, db, 1)
     print(f"{'read: a hit ->':<40} DB reads: {db.reads - reads}")
 
+    # Intercept stands in for the cache or the DB it wraps: hence the ignores.
     broken_db = Intercept(db, "execute", fail(RuntimeError("injected: DB down")))
     try:
-        update_user_cache_first(cache, broken_db, 1, "Ghost")
+        update_user_cache_first(cache, broken_db, 1, "Ghost")  # type: ignore[arg-type]
     except RuntimeError:
         state("cache first, the DB write fails ->")
 
     update_user(cache, db, 1, "Ada")  # back in agreement
+
     def writer_b() -> None:
         update_user_db_first(cache, db, 1, "B")
+
     paused = Intercept(cache, "pipeline", writer_b)  # A pauses before its set
-    update_user_db_first(paused, db, 1, "A")
+    update_user_db_first(paused, db, 1, "A")  # type: ignore[arg-type]
     state("A: UPDATE, B: UPDATE + SET, A: SET ->")
 
     update_user(cache, db, 1, "Ada")
+
     def versioned_b() -> None:
         update_user(cache, db, 1, "B")
-    update_user(Intercept(cache, "eval", versioned_b), db, 1, "A")
+
+    paused = Intercept(cache, "eval", versioned_b)
+    update_user(paused, db, 1, "A")  # type: ignore[arg-type]
     state("same schedule, versioned sets ->")
 
 
@@ -400,6 +383,7 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["--bench"]:
         bench()
     elif sys.argv[1:]:
-        sys.exit(f"usage: python -m snippets.patterns.write_through [--bench], got {sys.argv[1:]}")
+        sys.exit("usage: python -m snippets.patterns.write_through [--bench], "
+                 f"got {sys.argv[1:]}")
     else:
         main()

@@ -1,16 +1,17 @@
 """A stampede cure across processes: one process loads, the others are told the result.
 
-A reader that misses subscribes to ``loaded:<key>``, then tries to become the leader with
-``SET loading:<key> token NX PX``. The leader loads the row, fills the cache and publishes
-the outcome (the value, or the error) on the channel; the followers wait for that message
-instead of polling. A follower that hears nothing before the leader's lock would have
-expired starts over, so a dead leader costs a wait, not a hang.
+A reader that misses subscribes to ``loaded:<key>``, then tries to become the leader
+with ``SET loading:<key> token NX PX``. The leader loads the row, fills the cache and
+publishes the outcome (the value, or the error) on the channel; the followers wait for
+that message instead of polling. A follower that hears nothing before the leader's lock
+would have expired starts over, so a dead leader costs a wait, not a hang.
 
 Run it: ``python -m snippets.scaling.coalescing``.
 """
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 import json
 import threading
 import time
@@ -19,12 +20,15 @@ from typing import Any
 import fakeredis
 import redis
 
-from snippets.backends import DEFAULT_TTL, Cache, Clock, Database, check_ttl, make_cache, make_db, user_key
-from snippets.scaling.mutex import acquire, check_ms, release
+from snippets.backends import (
+    DEFAULT_TTL, Cache, Clock, Database, check_int, check_ttl, make_cache, make_db,
+    user_key,
+)
+from snippets.faults import Crash, Faults, Intercept
+from snippets.scaling.mutex import acquire, release
+from snippets.simulation import SimCache, SimDatabase, Simulation, fakeredis_on
 
-
-class LoadFailed(RuntimeError):
-    """The leader's load failed; the followers get this, with the leader's message."""
+# --8<-- [end:imports]
 
 
 def another_process(cache: Cache) -> Cache:
@@ -39,6 +43,10 @@ def another_process(cache: Cache) -> Cache:
 
 
 # --8<-- [start:read]
+class LoadFailed(RuntimeError):
+    """The leader's load failed; the followers get this, with the leader's message."""
+
+
 def get_user_coalesced(
     cache: Cache,
     db: Database,
@@ -50,11 +58,11 @@ def get_user_coalesced(
 ) -> str | None:
     """Cache-aside read where one process loads and the others receive its result."""
     key, ttl = user_key(user_id), check_ttl(ttl)
-    check_ms("lock_ms", lock_ms)
+    check_int("lock_ms", lock_ms)
     while True:
         cached = cache.get(key)
         if cached is not None:
-            return cached
+            return cached  # type: ignore[return-value]  # replies are decoded: a str
         pubsub = cache.pubsub(ignore_subscribe_messages=True)
         try:
             pubsub.subscribe(f"loaded:{key}")  # first: then no message is missed
@@ -63,7 +71,7 @@ def get_user_coalesced(
                 return _lead(cache, db, user_id, key, ttl, token)
             cached = cache.get(key)  # the leader may have finished before we subscribed
             if cached is not None:
-                return cached
+                return cached  # type: ignore[return-value]  # decoded: a str
             deadline = clock() + lock_ms / 1000  # by then the leader's lock has expired
             while (left := deadline - clock()) > 0:
                 message = pubsub.get_message(timeout=left)
@@ -94,43 +102,41 @@ def _lead(
     finally:
         release(cache, f"loading:{key}", token)
     cache.publish(f"loaded:{key}", json.dumps({"value": name}))
-    return name
+    return name  # type: ignore[return-value]  # decoded: a str
 # --8<-- [end:read]
 
 
 def miss_together(first: Cache, db: Database, n: int) -> list[str | None]:
-    """``n`` processes (clients) miss user 1 at once, on real threads; return what each got.
+    """``n`` processes (clients) miss user 1 at once, on real threads; return what
+    each got.
 
-    The leader's query is held until all ``n`` readers are subscribed to the channel (the
-    server counts them), so the outcome does not depend on thread timing.
+    The leader's query is held until all ``n`` readers are subscribed to the channel
+    (the server counts them), so the outcome does not depend on thread timing.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a whole number of processes, at least 1, got {n!r}")
+    check_int("n", n)  # processes
     processes = [first] + [another_process(first) for _ in range(n - 1)]
     listening = threading.Event()
-    real_query = db.query
 
-    def held_query(sql: str, params: tuple = ()) -> list[tuple]:
+    def until_all_listen() -> None:
         if not listening.wait(10):
             raise RuntimeError("the other readers never subscribed")
-        return real_query(sql, params)
 
-    db.query = held_query  # type: ignore[method-assign]
+    held: Any = Intercept(db, "query", until_all_listen)  # the leader's query waits
     results: list[str | None] = [None] * n
 
     def reader(i: int) -> None:
-        results[i] = get_user_coalesced(processes[i], db, 1)
+        results[i] = get_user_coalesced(processes[i], held, 1)
 
     threads = [threading.Thread(target=reader, args=(i,)) for i in range(n)]
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + 10
-    while first.pubsub_numsub("loaded:user:1")[0][1] < n and time.monotonic() < deadline:
+    while (first.pubsub_numsub("loaded:user:1")[0][1] < n
+           and time.monotonic() < deadline):
         time.sleep(0.001)  # waiting for a condition, not for a race: the count is exact
     listening.set()
     for thread in threads:
         thread.join()
-    db.query = real_query  # type: ignore[method-assign]
     for process in processes[1:]:
         process.close()
     return results
@@ -147,11 +153,7 @@ def simulate_processes(
     got, when, in seconds), and the number of DB reads. Costs as in the stampede
     benchmark: 1 ms per round trip, 50 ms per query.
     """
-    from snippets.scaling.mutex import Crash, CrashingDatabase, Process
-    from snippets.scaling.stampede import SimCache, SimDatabase, Simulation, fakeredis_on
-
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a whole number of processes, got {n!r}")
+    check_int("n", n)  # processes
     if leader not in ("healthy", "fails", "dies"):
         raise ValueError(f"leader must be 'healthy', 'fails' or 'dies', got {leader!r}")
     sim, server, db = Simulation(), fakeredis.FakeServer(), make_db()
@@ -170,9 +172,10 @@ def simulate_processes(
             own = fakeredis.FakeRedis(server=server, decode_responses=True)
             client: Any = SimCache(sim, own, 0.001, subscribers)
             source: Any = timed
-            if i == 0 and leader == "dies":
-                client = Process(client)
-                source = CrashingDatabase(client)
+            if i == 0 and leader == "dies":  # killed just before its query
+                process = Faults()  # once dead, its client sends nothing
+                client = process.wrap(client, "leader")
+                source = Intercept(process.wrap(timed, "leader"), "query", process.kill)
             elif i == 0 and leader == "fails":
                 source = FailingDatabase()
 
@@ -196,7 +199,8 @@ def main() -> None:
     db.add_user(1, "Ada")
     results = miss_together(make_cache(), db, 3)
     print(f"3 processes missed user:1 at once -> {results}")
-    print(f"DB reads: {db.reads} (one process loaded; the other two waited for its result)")
+    print(f"DB reads: {db.reads} (one process loaded;"
+          " the other two waited for its result)")
 
 
 if __name__ == "__main__":

@@ -1,19 +1,20 @@
-"""Kafka-based invalidation: keyed events on a partitioned log, deleted by a consumer group.
+"""Kafka-based invalidation: keyed events on a partitioned log, deleted by a consumer
+group.
 
-The pattern code (``publish_invalidation``, ``invalidate_next``) uses only calls that the
-confluent-kafka client has: ``produce``/``flush`` on a producer, ``poll``/``commit`` on a
-consumer, ``key()``/``value()``/``partition()``/``offset()``/``timestamp()`` on a message.
-With no broker installed it runs on a stand-in of the same shape: Redis Streams consumer
-groups, one stream per partition (fakeredis by default, a real Redis with ``REDIS_URL``).
-``kafka_clients()`` builds the real clients instead.
+The pattern code (``publish_invalidation``, ``invalidate_next``) uses only calls that
+the confluent-kafka client has: ``produce``/``flush`` on a producer, ``poll``/``commit``
+on a consumer, ``key()``/``value()``/``partition()``/``offset()``/``timestamp()`` on a
+message. With no broker installed it runs on a stand-in of the same shape: Redis Streams
+consumer groups, one stream per partition (fakeredis by default, a real Redis with
+``REDIS_URL``). ``kafka_clients()`` builds the real clients instead.
 
 Run it: ``python -m snippets.scaling.kafka_invalidation``.
 """
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 import json
-import re
 import time
 import zlib
 from collections.abc import Iterable
@@ -22,11 +23,10 @@ from typing import Any, Protocol
 import redis
 
 from snippets.backends import Cache, Clock, make_cache, make_db, user_key
+from snippets.faults import Crash, Faults
 from snippets.patterns.cache_aside import get_user
 
-TOPIC = "cache-invalidation"
-DEAD_LETTER_TOPIC = "cache-invalidation.dead-letter"
-TIMESTAMP_CREATE_TIME = 1  # confluent_kafka.TIMESTAMP_CREATE_TIME: set by the producer
+# --8<-- [end:imports]
 
 
 class Message(Protocol):
@@ -43,7 +43,7 @@ class Message(Protocol):
 
 class Producer(Protocol):
     def produce(self, topic: str, value: str | bytes | None = None,
-                key: str | bytes | None = None, **kwargs: Any) -> None: ...
+                key: str | bytes | None = None, timestamp: int = 0) -> None: ...
     def flush(self, timeout: float = ...) -> int: ...
 
 
@@ -101,6 +101,7 @@ def kafka_clients(bootstrap_servers: str,
 
 # --8<-- [start:stand-in]
 TOPICS_KEY = "log:topics"  # hash: topic name -> partition count
+TIMESTAMP_CREATE_TIME = 1  # confluent_kafka.TIMESTAMP_CREATE_TIME: set by the producer
 
 
 def stream_key(topic: str, partition: int) -> str:
@@ -149,7 +150,8 @@ class StreamProducer:
                 or timestamp < 0):
             raise ValueError("timestamp must be milliseconds (an int >= 0), "
                              f"got {timestamp!r}")
-        partition = partition_for(key, partitions_of(self.log, topic))
+        count = partitions_of(self.log, topic)
+        partition = partition_for(key, count)  # type: ignore[arg-type]  # refuses None
         ts = timestamp or round(self.clock() * 1000)
         fields = {"key": key, "value": value, "ts": ts}
         self._queue.append((stream_key(topic, partition), fields))
@@ -260,9 +262,9 @@ class StreamConsumer:
         stream, tp = stream_key(topic, partition), (topic, partition)
         # First what a previous owner got but never committed, then new ones.
         for start in (self._position[tp], ">"):
-            reply = self.log.xreadgroup(self.group_id, self.READER,
-                                        {stream: start}, count=1)
-            entries = reply[0][1] if reply else []
+            reply: Any = self.log.xreadgroup(self.group_id, self.READER,
+                                             {stream: start}, count=1)
+            entries = reply[0][1] if reply else []  # [[stream, [(id, fields)]]]
             if entries:
                 stream_id, fields = entries[0]
                 self._position[tp] = _text(stream_id)
@@ -270,7 +272,7 @@ class StreamConsumer:
                                      fields)
         return None
 
-    def commit(self, message: StreamMessage | None = None,
+    def commit(self, message: Message | None = None,
                asynchronous: bool = True) -> None:
         """Commit ``message`` and all before it in its partition (committed
         offset = offset + 1). Always synchronous here."""
@@ -294,13 +296,20 @@ class StreamConsumer:
             group = next(g for g in self.log.xinfo_groups(stream)
                          if _text(g["name"]) == self.group_id)
             after = f"({_text(group['last-delivered-id'])}"
-            unread = self.log.xrange(stream, min=after, max="+")
+            unread = self.log.xrange(stream, min=after, max="+") or []
             total += int(group["pending"]) + len(unread)
         return total
 
     def close(self) -> None:
         self._assigned.clear()
-# --8<-- [end:stand-in]
+
+
+def _check_name(what: str, value: object) -> str:
+    """A topic or group name: it becomes part of a Redis key, so no ':' in it."""
+    if not isinstance(value, str) or not value or ":" in value:
+        raise ValueError(
+            f"{what} must be a non-empty string without ':', got {value!r}")
+    return value
 
 
 def _text(value: str | bytes) -> str:
@@ -309,6 +318,7 @@ def _text(value: str | bytes) -> str:
 
 def _bytes(value: str | bytes) -> bytes:
     return value.encode() if isinstance(value, str) else value
+# --8<-- [end:stand-in]
 
 
 def require(*specs: tuple) -> None:
@@ -323,79 +333,11 @@ def require(*specs: tuple) -> None:
                 raise TypeError(f"expected {wanted}, got {target!r}")
 
 
-def _check_name(what: str, value: object) -> str:
-    if not isinstance(value, str) or not value or ":" in value:
-        raise ValueError(
-            f"{what} must be a non-empty string without ':', got {value!r}")
-    return value
-
-
-# --8<-- [start:faults]
-class Crash(Exception):
-    """An injected process crash (think kill -9) at a chosen step."""
-
-
-class Faults:
-    """Numbers the calls to chosen methods of wrapped objects as one
-    sequence of steps, and crashes just before each step in ``crash_at``:
-    the call at that step never happens."""
-
-    def __init__(self, crash_at: Iterable[int] = ()) -> None:
-        self.crash_at = set(crash_at)
-        for k in self.crash_at:
-            if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
-                raise ValueError(f"crash_at holds steps 1, 2, ..., got {k!r}")
-        self.steps: list[str] = []  # every step reached, crashed or not
-        self.crashed: list[str] = []
-
-    def wrap(self, target: Any, name: str, methods: Iterable[str]) -> Any:
-        """``target``, with the named methods counted as steps."""
-        if isinstance(methods, str):
-            raise TypeError(f"methods must be a list, got {methods!r}")
-        names = tuple(methods)
-        require((target, *names))
-        return _Counted(self, target, name, frozenset(names))
-
-    def step(self, label: str) -> None:
-        self.steps.append(label)
-        if len(self.steps) in self.crash_at:
-            self.crashed.append(label)
-            raise Crash(f"crash at step {len(self.steps)}: before {label}")
-
-
-class _Counted:
-    def __init__(self, faults: Faults, target: Any, name: str,
-                 methods: frozenset[str]) -> None:
-        self._faults, self._target = faults, target
-        self._name, self._methods = name, methods
-
-    def __getattr__(self, attribute: str) -> Any:
-        value = getattr(self._target, attribute)
-        if attribute not in self._methods:
-            return value
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            about = _about(args, kwargs)
-            self._faults.step(f"{self._name}.{attribute}{about}")
-            return value(*args, **kwargs)
-        return counted
-
-# --8<-- [end:faults]
-
-
-_TABLE = re.compile(r"\b(?:UPDATE|INTO|FROM)\s+(\w+)")
-
-
-def _about(args: tuple, kwargs: dict) -> str:
-    """What a call is about, for the list of steps: SQL's verb and table,
-    or the key it touches."""
-    first = kwargs.get("key", args[0] if args else None)
-    if isinstance(first, str) and (table := _TABLE.search(first)):
-        return f" {first.split()[0]} {table.group(1)}"
-    return f" {_text(first)}" if isinstance(first, (str, bytes)) else ""
-
-
 # --8<-- [start:publish]
+TOPIC = "cache-invalidation"
+DEAD_LETTER_TOPIC = "cache-invalidation.dead-letter"
+
+
 def invalidation_event(user_id: int) -> tuple[str, str]:
     """The event "user N changed": its key (the entity) and its value."""
     key = user_key(user_id)  # validates user_id
@@ -442,7 +384,7 @@ def invalidate_next(consumer: Consumer, cache: Cache,
                              value=json.dumps({"error": str(error),
                                                "value": value}))
         if dead_letters.flush(10) != 0:
-            raise RuntimeError("the dead letter was not delivered")
+            raise RuntimeError("the dead letter was not delivered") from error
     else:
         cache.delete(key)  # idempotent: a redelivery deletes nothing new
     # Only now. A crash before this line redelivers the event: at-least-once.
@@ -457,7 +399,7 @@ def drain(consumer: Consumer, cache: Cache,
     """Handle events until caught up; return them in the order handled.
     An exception (say Redis is down for the DEL) ends the run before the
     commit: restart the consumer, and the event comes back."""
-    handled = []
+    handled: list[Message] = []
     while True:
         message = invalidate_next(consumer, cache, dead_letters)
         if message is None:
@@ -497,7 +439,7 @@ def main() -> None:
     publish_invalidation(producer, 1)
     print(f"write user:1, event on the log: cache holds "
           f"{cache.get('user:1')!r}, lag {consumer.lag()}")
-    message = invalidate_next(consumer, cache, producer)
+    message: Any = invalidate_next(consumer, cache, producer)
     print(f"consumer:    DEL {message.key().decode()}, commit offset "
           f"{message.offset() + 1}: cache holds {cache.get('user:1')!r}, "
           f"lag {consumer.lag()}")
@@ -511,7 +453,7 @@ def main() -> None:
         print(f"consumer:    DEL user:2, then {crash}; lag {consumer.lag()}")
     restarted = StreamConsumer(log, "invalidator")
     restarted.subscribe([TOPIC])
-    again = invalidate_next(restarted, cache, producer)
+    again: Any = invalidate_next(restarted, cache, producer)
     print(f"restarted:   {again.key().decode()} redelivered, DEL again "
           f"(harmless), lag {restarted.lag()}")
 

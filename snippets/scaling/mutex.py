@@ -1,42 +1,33 @@
-"""A stampede cure: one loader per key, chosen by a Redis lock (``SET key token NX PX``).
+"""A stampede cure: one loader per key, chosen by a Redis lock (SET key token NX PX).
 
-The reader that wins the lock loads the row and fills the cache; the others poll the cache
-with backoff until the value is there. The lock carries a random token, so only its owner can
-release it (a Lua compare-and-delete), and an expiry, so a holder that dies cannot block
-everyone forever.
+The reader that wins the lock loads the row and fills the cache; the others poll the
+cache with backoff until the value is there. The lock carries a random token, so only
+its owner can release it (a Lua compare-and-delete), and an expiry, so a holder that
+dies cannot block everyone forever.
 
 Run it: ``python -m snippets.scaling.mutex``.
 """
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from snippets.backends import DEFAULT_TTL, Cache, Database, check_ttl, make_cache, make_db, user_key
-from snippets.explorer import Exploration, Returns, explore
+from snippets.backends import (
+    DEFAULT_TTL, Cache, Database, check_int, check_number, check_ttl, make_cache,
+    make_db, user_key,
+)
+from snippets.faults import Crash, Faults, Intercept
 
-Sleep = Callable[[float], None]  # time.sleep in production, a simulated wait in the benchmark
+if TYPE_CHECKING:  # the explorer is loaded only by explore_release, when it runs
+    from snippets.explorer import Exploration, Returns
 
+# --8<-- [end:imports]
 
-def check_key(key: str, name: str = "key") -> str:
-    if not isinstance(key, str) or not key:
-        raise ValueError(f"{name} must be a non-empty string, got {key!r}")
-    return key
-
-
-def check_ms(name: str, ms: int) -> int:
-    if isinstance(ms, bool) or not isinstance(ms, int) or ms <= 0:
-        raise ValueError(f"{name} must be a positive number of milliseconds, got {ms!r}")
-    return ms
-
-
-def check_seconds(name: str, seconds: float) -> float:
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
-        raise ValueError(f"{name} must be a positive number of seconds, got {seconds!r}")
-    return float(seconds)
+Sleep = Callable[[float], None]  # time.sleep; in the benchmark, a simulated wait
 
 
 # --8<-- [start:lock]
@@ -53,7 +44,7 @@ def acquire(
     cache: Cache, lock: str, lock_ms: int, token: str | None = None
 ) -> str | None:
     """Take ``lock`` for ``lock_ms`` ms: return our token, or None if it is held."""
-    check_key(lock, "lock"), check_ms("lock_ms", lock_ms)
+    check_key(lock, "lock"), check_int("lock_ms", lock_ms)
     # A token unique to this holder: it proves, later, who owns the lock.
     token = uuid.uuid4().hex if token is None else check_key(token, "token")
     return token if cache.set(lock, token, nx=True, px=lock_ms) else None
@@ -63,6 +54,13 @@ def release(cache: Cache, lock: str, token: str) -> bool:
     """Release ``lock`` if it is still ours; False if it expired meanwhile."""
     check_key(lock, "lock"), check_key(token, "token")
     return cache.eval(RELEASE, 1, lock, token) == 1
+
+
+def check_key(key: str, name: str = "key") -> str:
+    """A lock name or a token: a non-empty string."""
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"{name} must be a non-empty string, got {key!r}")
+    return key
 # --8<-- [end:lock]
 
 
@@ -80,13 +78,13 @@ def get_user_locked(
 ) -> str | None:
     """Cache-aside read; only the holder of ``lock:user:<id>`` reads the DB."""
     key, ttl = user_key(user_id), check_ttl(ttl)
-    check_ms("lock_ms", lock_ms)
-    wait = check_seconds("first_wait", first_wait)
-    max_wait = check_seconds("max_wait", max_wait)
+    check_int("lock_ms", lock_ms)
+    wait = check_number("first_wait", first_wait)  # seconds
+    max_wait = check_number("max_wait", max_wait)
     while True:
         cached = cache.get(key)
         if cached is not None:
-            return cached
+            return cached  # type: ignore[return-value]  # replies are decoded: a str
         token = acquire(cache, f"lock:{key}", lock_ms)
         if token is None:  # someone else is loading: wait, then look again
             sleep(wait)
@@ -95,7 +93,7 @@ def get_user_locked(
         try:
             cached = cache.get(key)  # the previous holder may have filled it just now
             if cached is not None:
-                return cached
+                return cached  # type: ignore[return-value]  # decoded: a str
             rows = db.query("SELECT name FROM users WHERE id = ?", (user_id,))
             name = rows[0][0] if rows else None
             if name is not None:
@@ -107,33 +105,6 @@ def get_user_locked(
 
 
 # --8<-- [start:crash]
-class Crash(BaseException):
-    """The process dies here. Not an Exception: nothing is supposed to catch it."""
-
-
-class Process:
-    """One process's Redis client: once the process has crashed, it sends nothing."""
-
-    def __init__(self, cache: Cache) -> None:
-        self.cache, self.dead = cache, False
-
-    def __getattr__(self, name: str) -> Any:
-        if self.dead:
-            raise Crash("a dead process sends no commands")  # its release is lost
-        return getattr(self.cache, name)
-
-
-class CrashingDatabase:
-    """A database whose query kills the process that sent it."""
-
-    def __init__(self, process: Process) -> None:
-        self.process = process
-
-    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        self.process.dead = True
-        raise Crash("process A died while loading")
-
-
 def crash_while_holding(
     cache: Cache, db: Database, *, sleep: Sleep, lock_ms: int = 2000
 ) -> tuple[str | None, list[float]]:
@@ -143,11 +114,12 @@ def crash_while_holding(
     """
     if not callable(sleep):
         raise TypeError(f"sleep must be a function of seconds, got {sleep!r}")
-    a: Any = Process(cache)
+    a = Faults()  # process A: killed just before its query, it sends nothing more
+    a_db: Any = Intercept(a.wrap(db, "A"), "query", a.kill)
     try:
-        get_user_locked(a, CrashingDatabase(a), 1, lock_ms=lock_ms)  # type: ignore
+        get_user_locked(a.wrap(cache, "A"), a_db, 1, lock_ms=lock_ms)
     except Crash:
-        pass  # A is gone; its lock is not
+        pass  # A is gone, and the release in its `finally` with it; its lock is not
     waits: list[float] = []
 
     def counted(seconds: float) -> None:
@@ -201,7 +173,7 @@ def slow_holder(cache: Cache, expire: Callable[[], None], how: Release) -> str |
     expire()
     acquire(cache, "lock:user:1", 100, token="B")
     how(cache, "lock:user:1", "A")
-    return cache.get("lock:user:1")
+    return cache.get("lock:user:1")  # type: ignore[return-value]  # decoded: a str
 
 
 def release_while_expiring(
@@ -219,7 +191,7 @@ def release_while_expiring(
 
     scheduled: Any = AfterFirstCommand(cache, expire_and_b_acquires)
     how(scheduled, "lock:user:1", "A")
-    return cache.get("lock:user:1")
+    return cache.get("lock:user:1")  # type: ignore[return-value]  # decoded: a str
 # --8<-- [end:race]
 
 
@@ -234,6 +206,8 @@ def explore_release(how: Release) -> Exploration:
 
     Bad: B took the lock, and at the end it is no longer there for B.
     """
+    from snippets.explorer import explore  # loaded only by those who explore
+
     lock = "lock:user:1"
 
     def setup(cache: Cache, db: Database) -> None:
@@ -254,17 +228,19 @@ def explore_release(how: Release) -> Exploration:
 
 
 def main() -> None:
-    """Narrate a lock's life: taken, refused, released by its owner only, and expired."""
+    """Narrate a lock's life: taken, refused, released by its owner only, used."""
     cache, db = make_cache(), make_db()
     db.add_user(1, "Ada")
     a = acquire(cache, "lock:user:1", 30_000, token="token-A")
     b = acquire(cache, "lock:user:1", 30_000, token="token-B")
     print(f"A: SET lock:user:1 token-A NX PX 30000 -> {'acquired' if a else 'refused'}")
     print(f"B: SET lock:user:1 token-B NX PX 30000 -> {'acquired' if b else 'refused'}")
-    print(f"B: release with token-B               -> {release(cache, 'lock:user:1', 'token-B')}"
-          f" (lock still {cache.get('lock:user:1')})")
-    print(f"A: release with token-A               -> {release(cache, 'lock:user:1', 'token-A')}"
-          f" (lock now {cache.get('lock:user:1')})")
+    released = release(cache, "lock:user:1", "token-B")
+    print(f"B: release with token-B               -> {released}"
+          f" (lock still {cache.get('lock:user:1')!s})")
+    released = release(cache, "lock:user:1", "token-A")
+    print(f"A: release with token-A               -> {released}"
+          f" (lock now {cache.get('lock:user:1')!s})")
     name = get_user_locked(cache, db, 1)
     print(f"read user:1 under the lock            -> {name!r} (DB reads: {db.reads})")
 

@@ -1,28 +1,33 @@
 """The outbox pattern: the write and its invalidation event commit in one transaction.
 
 A relay copies unsent outbox rows to the log (the partitioned log and consumer of
-``snippets.scaling.kafka_invalidation``, imported, not copied) and then marks them sent; the
-invalidator deletes the keys. A crash anywhere can delay or repeat an invalidation, never
-lose it. ``crash_everywhere`` checks that by crashing before every step, and shows the
-"update the DB, then publish" dual write losing events under the same crashes.
+``snippets.scaling.kafka_invalidation``, imported, not copied) and then marks them sent;
+the invalidator deletes the keys. A crash anywhere can delay or repeat an invalidation,
+never lose it. ``crash_everywhere`` checks that by crashing before every step, and shows
+the "update the DB, then publish" dual write losing events under the same crashes.
 
 Run it: ``python -m snippets.scaling.outbox``.
 """
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 import itertools
 import time
 from dataclasses import dataclass
 
 from snippets.backends import (
-    Cache, Clock, Database, FakeClock, check_name, make_cache, make_db, user_key,
+    Cache, Clock, Database, FakeClock, check_int, check_name, make_cache, make_db,
+    user_key,
 )
+from snippets.faults import Crash, Faults
 from snippets.patterns.cache_aside import get_user
 from snippets.scaling.kafka_invalidation import (
-    TOPIC, Crash, Faults, Producer, StreamConsumer, StreamProducer, drain,
-    invalidation_event, make_log, publish_invalidation, require,
+    TOPIC, Producer, StreamConsumer, StreamProducer, drain, invalidation_event,
+    make_log, publish_invalidation, require,
 )
+
+# --8<-- [end:imports]
 
 # --8<-- [start:schema]
 OUTBOX_SCHEMA = """
@@ -46,18 +51,13 @@ def create_outbox(db: Database) -> None:
 # --8<-- [end:schema]
 
 
-def _check_name(name: object) -> str:
-    check_name(name)
-    return name
-
-
 # --8<-- [start:write]
 def update_user(db: Database, user_id: int, name: str,
                 clock: Clock = time.time) -> None:
     """Update the row and record its invalidation event in ONE transaction:
     both commit, or neither does."""
     key, event = invalidation_event(user_id)  # validates user_id
-    _check_name(name)
+    check_name(name)
     require((db, "transaction", "execute"), (clock, "__call__"))
     with db.transaction():  # an exception in here rolls back both
         changed = db.execute(
@@ -81,8 +81,7 @@ def relay(db: Database, producer: Producer, clock: Clock = time.time,
     """Publish unsent outbox rows in order, then mark them sent; return how
     many. A crash after publishing and before marking publishes them again:
     duplicates, never a loss."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
-        raise ValueError(f"limit must be a positive integer, got {limit!r}")
+    check_int("limit", limit)
     require((db, "query", "execute"), (producer, "produce", "flush"),
             (clock, "__call__"))
     rows = db.query(
@@ -117,7 +116,7 @@ def update_then_publish(db: Database, producer: Producer, user_id: int,
     """The dual write the outbox replaces: commit, then publish. A crash in
     between loses the event: the cached value stays stale until its TTL."""
     user_key(user_id)  # validates user_id
-    _check_name(name)
+    check_name(name)
     require((db, "execute"), (producer, "produce", "flush"))
     changed = db.execute(  # committed at once (autocommit)
         "UPDATE users SET name = ?, version = version + 1 WHERE id = ?",

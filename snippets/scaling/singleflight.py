@@ -1,22 +1,28 @@
-"""A stampede cure inside one process: one loader per key, everyone else shares its outcome.
+"""A stampede cure inside one process: one loader per key, the others share its outcome.
 
-``Singleflight.do(key, fn)`` runs ``fn`` once for all the callers that ask for ``key`` while
-a call is in flight; they all get its result, or all get its error. Nothing is cached: the
-next call after the flight lands runs ``fn`` again. ``forget(key)`` detaches the flight in
-progress, so a caller that arrives after a write cannot be handed a value read before it.
+``Singleflight.do(key, fn)`` runs ``fn`` once for all the callers that ask for ``key``
+while a call is in flight; they all get its result, or all get its error. Nothing is
+cached: the next call after the flight lands runs ``fn`` again. ``forget(key)`` detaches
+the flight in progress, so a caller that arrives after a write cannot be handed a value
+read before it.
 
 Run it: ``python -m snippets.scaling.singleflight``.
 """
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from snippets.backends import (
-    DEFAULT_TTL, Cache, Database, check_name, check_ttl, make_cache, make_db, user_key,
+    DEFAULT_TTL, Cache, Database, check_int, check_name, check_ttl, make_cache,
+    make_db, user_key,
 )
+from snippets.faults import Intercept
+
+# --8<-- [end:imports]
 
 
 class Event(Protocol):
@@ -53,7 +59,7 @@ class Singleflight:
         with self._lock:
             flight = self._flights.get(key)
             leader = flight is None
-            if leader:
+            if flight is None:
                 flight = self._flights[key] = _Flight(self._new_event())
         if not leader:  # a call is in flight: wait for it and share its outcome
             flight.done.wait()
@@ -97,7 +103,7 @@ def get_user_once(
     key, ttl = user_key(user_id), check_ttl(ttl)
     cached = cache.get(key)
     if cached is not None:
-        return cached
+        return cached  # type: ignore[return-value]  # replies are decoded: a str
 
     def load() -> str | None:
         rows = db.query("SELECT name FROM users WHERE id = ?", (user_id,))
@@ -123,7 +129,7 @@ def update_user(
 
 
 class Joins:
-    """Counts the callers waiting on a flight, so a demo can act once they have all joined.
+    """Counts the callers waiting on a flight, so a demo can act once they all have.
 
     Pass ``joins.new_event`` to ``Singleflight``: every waiter's ``wait()`` is counted.
     """
@@ -147,38 +153,29 @@ class Joins:
     def wait_for(self, n: int, timeout: float = 10.0) -> None:
         with self.changed:
             if not self.changed.wait_for(lambda: self.count >= n, timeout=timeout):
-                raise RuntimeError(f"only {self.count} of {n} callers joined the flight")
-
-
-def check_readers(n: int) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a whole number of readers, at least 1, got {n!r}")
-    return n
+                raise RuntimeError(
+                    f"only {self.count} of {n} callers joined the flight")
 
 
 def concurrent_misses(n: int) -> int:
     """Let ``n`` threads miss on one key at once; return how many DB reads they caused.
 
-    The one load is held until the other ``n - 1`` callers are all waiting on its flight,
-    so the outcome does not depend on thread timing: no sleeps, just events.
+    The one load is held until the other ``n - 1`` callers are all waiting on its
+    flight, so the outcome does not depend on thread timing: no sleeps, just events.
     """
-    check_readers(n)
+    check_int("n", n)  # readers
     cache, db = make_cache(), make_db()
     db.add_user(1, "Ada")
     joins = Joins()
     group = Singleflight(new_event=joins.new_event)
-    real_query = db.query
-
-    def held_query(sql: str, params: tuple = ()) -> list[tuple]:
-        joins.wait_for(n - 1)  # every other reader has missed and joined this flight
-        return real_query(sql, params)
-
-    db.query = held_query  # type: ignore[method-assign]
+    # The one load waits until every other reader has missed and joined its flight.
+    held: Any = Intercept(db, "query", lambda: joins.wait_for(n - 1))
     results: list[str | None] = []
-    threads = [
-        threading.Thread(target=lambda: results.append(get_user_once(cache, db, group, 1)))
-        for _ in range(n)
-    ]
+
+    def reader() -> None:
+        results.append(get_user_once(cache, held, group, 1))
+
+    threads = [threading.Thread(target=reader) for _ in range(n)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -231,15 +228,21 @@ def late_caller(forget: bool) -> tuple[str, str]:
 
 
 def main() -> None:
-    """Narrate: 50 threads miss at once and share one load; a write forgets the flight."""
+    """Narrate: 50 threads miss at once and share one load; a write forgets it."""
     print(f"50 threads miss user:1 at once -> DB reads: {concurrent_misses(50)}")
     cache, db = make_cache(), make_db()
     db.add_user(1, "Ada")
     group = Singleflight()
-    print(f"read  user:1 -> {get_user_once(cache, db, group, 1)!r} (DB reads: {db.reads})")
+
+    def read() -> None:
+        name = get_user_once(cache, db, group, 1)
+        print(f"read  user:1 -> {name!r} (DB reads: {db.reads})")
+
+    read()
     update_user(cache, db, group, 1, "Ada Lovelace")
-    print(f"write user:1 -> UPDATE, DEL, forget (in flight: {group.in_flight('user:1')})")
-    print(f"read  user:1 -> {get_user_once(cache, db, group, 1)!r} (DB reads: {db.reads})")
+    print("write user:1 -> UPDATE, DEL, forget"
+          f" (in flight: {group.in_flight('user:1')})")
+    read()
 
 
 if __name__ == "__main__":

@@ -1,22 +1,30 @@
-"""A stampede cure that never makes a reader wait: serve the stale value, refresh behind it.
+"""A stampede cure that makes no reader wait: serve the stale value, refresh behind it.
 
-Each entry carries a soft expiry inside its value (``fresh_until``) and a hard TTL on the
-key. Past the soft expiry, readers still get the old value at once; the first of them to win
-a Redis lock starts one background refresh. Only a hard miss (no entry at all) waits for
-the database.
+Each entry carries a soft expiry inside its value (``fresh_until``) and a hard TTL on
+the key. Past the soft expiry, readers still get the old value at once; the first of
+them to win a Redis lock starts one background refresh. Only a hard miss (no entry at
+all) waits for the database.
 
 Run it: ``python -m snippets.scaling.stale_while_revalidate``.
 """
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 import json
 import threading
 from collections.abc import Callable
 
-from snippets.backends import Cache, Clock, Database, FakeClock, check_ttl, make_cache, make_db, user_key
-from snippets.scaling.mutex import acquire, check_ms, release
+from snippets.backends import (
+    Cache, Clock, Database, FakeClock, check_int, check_ttl, make_cache, make_db,
+    user_key,
+)
+from snippets.scaling.mutex import acquire, release
 
+# --8<-- [end:imports]
+
+
+# --8<-- [start:read]
 Spawn = Callable[[Callable[[], None]], None]  # runs a task in the background
 
 
@@ -25,7 +33,6 @@ def in_a_thread(task: Callable[[], None]) -> None:
     threading.Thread(target=task, daemon=True).start()
 
 
-# --8<-- [start:read]
 def store_entry(
     cache: Cache, key: str, name: str, fresh_until: float, hard_ttl: int
 ) -> None:
@@ -63,7 +70,7 @@ def get_user_swr(
     soft_ttl, hard_ttl = check_ttl(soft_ttl), check_ttl(hard_ttl)
     if hard_ttl <= soft_ttl:
         raise ValueError(f"hard_ttl ({hard_ttl}) must exceed soft_ttl ({soft_ttl})")
-    check_ms("lock_ms", lock_ms)
+    check_int("lock_ms", lock_ms)
     cached = cache.get(key)
     if cached is None:  # a hard miss: nothing to serve, so this reader waits for the DB
         return refresh(cache, db, user_id, soft_ttl=soft_ttl, hard_ttl=hard_ttl,
@@ -90,11 +97,12 @@ def main() -> None:
     cache, db, clock = make_cache(), make_db(), FakeClock()
     db.add_user(1, "Ada")
     tasks: list[Callable[[], None]] = []  # background tasks, run when we say so
-    opts = dict(soft_ttl=60, hard_ttl=3600, clock=clock, spawn=tasks.append)
 
     def read(label: str) -> None:
-        name = get_user_swr(cache, db, 1, **opts)  # type: ignore[arg-type]
-        print(f"{label:<36} -> {name!r:<14} (DB reads: {db.reads}, refreshes queued: {len(tasks)})")
+        name = get_user_swr(cache, db, 1, soft_ttl=60, hard_ttl=3600, clock=clock,
+                            spawn=tasks.append)
+        print(f"{label:<36} -> {name!r:<14} (DB reads: {db.reads},"
+              f" refreshes queued: {len(tasks)})")
 
     read("t=0    hard miss: waits for the DB")
     read("t=0    fresh hit")

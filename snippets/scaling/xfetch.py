@@ -1,9 +1,9 @@
 """A stampede cure without coordination: probabilistic early expiration (XFetch).
 
 Vattani, Chierichetti and Lowenstein, "Optimal Probabilistic Cache Stampede Prevention",
-VLDB 2015. Each cached entry remembers how long it took to compute (``delta``) and when it
-expires. Every reader recomputes early, before the expiry, with a probability that rises as
-the expiry nears:
+VLDB 2015. Each cached entry remembers how long it took to compute (``delta``) and when
+it expires. Every reader recomputes early, before the expiry, with a probability that
+rises as the expiry nears:
 
     recompute if  now - delta * beta * ln(U) >= expiry,   U uniform in (0, 1]
 
@@ -14,23 +14,22 @@ Run it: ``python -m snippets.scaling.xfetch``.
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 import json
 import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from snippets.backends import Cache, Clock, Database, FakeClock, check_ttl, make_cache, make_db, user_key
+from snippets.backends import (
+    Cache, Clock, Database, FakeClock, check_int, check_number, check_ttl, make_cache,
+    make_db, user_key,
+)
+
+# --8<-- [end:imports]
 
 Uniform = Callable[[], float]  # random.random: uniform in [0, 1)
-
-
-def check_beta(beta: float) -> float:
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta > 0:
-        raise ValueError(f"beta must be a positive number, got {beta!r}")
-    if math.isinf(beta):
-        raise ValueError(f"beta must be finite, got {beta!r}")
-    return float(beta)
 
 
 # --8<-- [start:rule]
@@ -46,7 +45,7 @@ def recompute_early(
         raise ValueError(f"u must be in (0, 1], got {u!r}")
     if not 0 <= delta < math.inf:
         raise ValueError(f"delta must be finite seconds, at least 0, got {delta!r}")
-    check_beta(beta)
+    check_number("beta", beta)
     return now - delta * beta * math.log(u) >= expiry
 # --8<-- [end:rule]
 
@@ -77,7 +76,8 @@ def get_user_xfetch(
     uniform: Uniform = random.random,
 ) -> str | None:
     """Cache-aside read that sometimes recomputes before the entry expires."""
-    key, ttl, beta = user_key(user_id), check_ttl(ttl), check_beta(beta)
+    key, ttl = user_key(user_id), check_ttl(ttl)
+    beta = check_number("beta", beta)
     cached = cache.get(key)
     if cached is not None:
         entry = json.loads(cached)
@@ -94,17 +94,17 @@ def get_user_xfetch(
 # --8<-- [end:read]
 
 
+# --8<-- [start:table]
 @dataclass(frozen=True)
 class EarlyRow:
     beta: float
     expiries: int
     recomputes_per_expiry: float  # recomputations started per entry: 1 is ideal
     most_in_one_expiry: int
-    missed: int  # expiries where the refresh landed too late: readers found the key gone
+    missed: int  # expiries whose refresh landed too late: readers found the key gone
     mean_early: float  # seconds before the expiry that the first recomputation started
 
 
-# --8<-- [start:table]
 def early_expiration_table(
     betas: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0),
     *,
@@ -121,17 +121,18 @@ def early_expiration_table(
     which the old entry is still served (and other readers may decide to recompute
     too); once the entry has expired, every read recomputes until a new one lands.
     """
-    if not rate > 0 or not delta > 0 or not ttl > delta:
-        raise ValueError(
-            f"need rate > 0 and ttl > delta > 0, got {rate=}, {delta=}, {ttl=}")
-    if isinstance(expiries, bool) or not isinstance(expiries, int) or expiries < 1:
-        raise ValueError(f"expiries must be a whole number, at least 1: {expiries!r}")
+    rate, delta = check_number("rate", rate), check_number("delta", delta)
+    ttl = check_number("ttl", ttl, minimum=delta)  # it outlives one recomputation
+    check_int("expiries", expiries)
     rows = []
-    for beta in map(check_beta, betas):
+    for beta in [check_number("beta", b) for b in betas]:  # all checked first
         rng, now, step = random.Random(seed), 0.0, 1.0 / rate
-        counts, missed, early = [], 0, []
+        counts: list[int] = []
+        early: list[float] = []
+        missed = 0
         for _ in range(expiries):
-            expiry, started = now + ttl, []  # a fresh entry, written at `now`
+            expiry = now + ttl  # a fresh entry, written at `now`
+            started: list[float] = []
             while not started or now < started[0] + delta:  # until the first lands
                 u = 1.0 - rng.random()
                 if now >= expiry or recompute_early(now, delta, beta, expiry, u):
@@ -148,14 +149,16 @@ def early_expiration_table(
 
 
 def print_early_table(rows: list[EarlyRow]) -> None:
-    print("beta  recomputes per expiry  most  key gone before refresh  first recompute, s early")
+    print("beta  recomputes per expiry  most  key gone before refresh"
+          "  first recompute, s early")
     for r in rows:
-        print(f"{r.beta:>4}  {r.recomputes_per_expiry:>22.2f}  {r.most_in_one_expiry:>4}"
-              f"  {r.missed:>12} of {r.expiries:<10} {r.mean_early:>10.3f}")
+        print(f"{r.beta:>4}  {r.recomputes_per_expiry:>22.2f}"
+              f"  {r.most_in_one_expiry:>4}  {r.missed:>12} of {r.expiries:<10}"
+              f" {r.mean_early:>10.3f}")
 
 
 class SlowQueries:
-    """The database, with every query taking ``seconds`` on a fake clock (for the narration)."""
+    """The database, each query taking ``seconds`` on a fake clock (for ``main``)."""
 
     def __init__(self, db: Database, clock: FakeClock, seconds: float) -> None:
         self.db, self.clock, self.seconds = db, clock, seconds
@@ -166,17 +169,17 @@ class SlowQueries:
 
 
 def main() -> None:
-    """Narrate: reads far from the expiry hit; close to it, one reader recomputes early."""
+    """Narrate: reads far from the expiry hit; close to it, one recomputes early."""
     cache, db, clock = make_cache(), make_db(), FakeClock()
     db.add_user(1, "Ada")
-    slow = SlowQueries(db, clock, seconds=1.0)  # a 1-second query: delta = 1
+    slow: Any = SlowQueries(db, clock, seconds=1.0)  # a 1-second query: delta = 1
     rng = random.Random(5)
-    get_user_xfetch(cache, slow, 1, ttl=60, clock=clock, uniform=rng.random)  # type: ignore[arg-type]
+    get_user_xfetch(cache, slow, 1, ttl=60, clock=clock, uniform=rng.random)
     print(f"t=0s    miss, 1 s query, expiry at t=61s  (DB reads: {db.reads})")
     for t in (30.0, 55.0, 58.0, 59.0, 60.0, 60.5):
         clock.now = t
         reads = db.reads
-        get_user_xfetch(cache, slow, 1, ttl=60, clock=clock, uniform=rng.random)  # type: ignore[arg-type]
+        get_user_xfetch(cache, slow, 1, ttl=60, clock=clock, uniform=rng.random)
         what = "recomputed early" if db.reads > reads else "hit"
         print(f"t={t:g}s".ljust(8) + f"{what:<34} (DB reads: {db.reads})")
 

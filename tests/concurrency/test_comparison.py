@@ -7,8 +7,7 @@ from math import comb
 
 import pytest
 
-from snippets.concurrency import comparison
-from snippets.concurrency.comparison import SCENARIOS, STRATEGIES, Cell, run_scenario, table
+from snippets.concurrency.comparison import STRATEGIES, Cell, run_scenario, table
 from snippets.explorer import reusing
 
 
@@ -67,12 +66,3 @@ def test_every_bad_schedule_leaves_the_cache_disagreeing_with_the_db():
     result = run_scenario("update-on-write", "two writers")
     assert {str(s) for s in result.bad} == {"A B B A", "B A A B"}
     assert all(result.verdicts[o] for o in result.outcomes if "DB user 1='B'" in o and "user:1='A'" in o)
-
-
-def test_printed_table_has_a_row_per_strategy(capsys):
-    comparison.main()
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 + len(STRATEGIES)
-    assert lines[1].split() == ["strategy", "two", "writers", "writer", "+", "reader"]
-    assert [line.split()[0] for line in lines[2:]] == list(STRATEGIES)
-    assert SCENARIOS == ("two writers", "writer + reader")

@@ -13,12 +13,20 @@ import redis
 from snippets.backends import Cache, Database, make_fake_cache
 from snippets.concurrency import explorer as worked_example
 from snippets.concurrency.explorer import writer
-from snippets.explorer import (Returns, Schedule, dependent, explore, mermaid_problems,
-                               redis_footprint, replay, reusing, runtime)
+from snippets.explorer import (
+    Returns,
+    Schedule,
+    dependent,
+    explore,
+    mermaid_problems,
+    redis_footprint,
+    replay,
+    reusing,
+    runtime,
+)
 from snippets.explorer import footprints as fp
 from snippets.explorer import pages as docs_tool
-from snippets.scenarios import cache_agrees_with_db
-from snippets.scenarios import user_not_cached
+from snippets.scenarios import cache_agrees_with_db, user_not_cached
 
 WRITERS = {"A": writer("A"), "B": writer("B")}
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 
 import pytest
 
+from snippets.backends import DEFAULT_TTL
 from snippets.concurrency import production_pattern
-from snippets.backends import DEFAULT_TTL, Database
 from snippets.concurrency.production_pattern import (
     LEASE_TTL,
     count_hit,
@@ -24,22 +23,7 @@ from snippets.concurrency.production_pattern import (
     take_lease,
     update_user,
 )
-
-
-class AfterQuery(Database):
-    """A database that runs ``then`` right after its first SELECT returns:
-    a deterministic interleaving of 'a write lands while a reader holds old rows'."""
-
-    def __init__(self, then: Callable[[], None]) -> None:
-        super().__init__()
-        self.then: Callable[[], None] | None = then
-
-    def query(self, sql, params=()):
-        rows = super().query(sql, params)
-        if self.then is not None:
-            then, self.then = self.then, None
-            then()
-        return rows
+from snippets.faults import Intercept
 
 
 # --- the read and write paths -------------------------------------------------------------
@@ -69,23 +53,26 @@ def test_write_updates_db_and_deletes_key_and_lease(cache, ada):
     assert get_user(cache, ada, 1) == "Ada Lovelace"
 
 
-def test_reader_race_is_refused(cache):
+def test_reader_race_is_refused(cache, db):
     """The race of reader-race.md: the reader reads 'Ada', a write lands, the reader fills.
     Cache-aside puts 'Ada' back; here the write deleted the lease, so the fill is refused."""
-    db = AfterQuery(then=lambda: update_user(cache, db, 1, "Ada Lovelace"))
+    # Reader: GET, SET NX (the lease), SELECT, EVAL (the fill). The write lands before
+    # the EVAL: after the reader read the old row.
+    racing = Intercept(cache, "eval", before=lambda: update_user(cache, db, 1, "Ada Lovelace"))
     db.add_user(1, "Ada")
-    assert get_user(cache, db, 1) == "Ada"  # it answers with what it read...
+    assert get_user(racing, db, 1) == "Ada"  # it answers with what it read...
     assert cache.get("user:1") is None  # ...but does not cache it
     assert get_user(cache, db, 1) == "Ada Lovelace"
 
 
-def test_the_same_race_breaks_plain_cache_aside(cache):
+def test_the_same_race_breaks_plain_cache_aside(cache, db):
     """The control: without the lease, the same interleaving leaves the old value."""
     from snippets.patterns import cache_aside
 
-    db = AfterQuery(then=lambda: cache_aside.update_user(cache, db, 1, "Ada Lovelace"))
+    # Reader: GET, SELECT, SET. The write lands before the SET.
+    write = lambda: cache_aside.update_user(cache, db, 1, "Ada Lovelace")  # noqa: E731
     db.add_user(1, "Ada")
-    cache_aside.get_user(cache, db, 1)
+    cache_aside.get_user(Intercept(cache, "set", before=write), db, 1)
     assert cache.get("user:1") == "Ada"
     assert db.query("SELECT name FROM users WHERE id = 1") == [("Ada Lovelace",)]
 
@@ -230,13 +217,14 @@ def test_flags_miss_reads_the_db_once(cache, flags_db):
     assert flags_db.reads == 1
 
 
-def test_a_late_flags_fill_never_overwrites_the_admins_set(cache):
+def test_a_late_flags_fill_never_overwrites_the_admins_set(cache, db):
     """The reader misses and reads the old set; the admin writes; the reader fills late.
     Its SET NX is refused because the admin's SET is already there."""
-    db = AfterQuery(then=lambda: set_flags(cache, db, {"new_checkout": True}))
+    # Reader: GET, SELECT, SET NX. The admin's write lands before the SET NX.
+    racing = Intercept(cache, "set", before=lambda: set_flags(cache, db, {"new_checkout": True}))
     create_flags_table(db)
     db.execute("INSERT INTO flags (id, doc) VALUES (1, ?)", ('{"new_checkout": false}',))
-    assert get_flags(cache, db) == {"new_checkout": False}  # what it read
+    assert get_flags(racing, db) == {"new_checkout": False}  # what it read
     assert get_flags(cache, db) == {"new_checkout": True}  # what is cached
 
 
@@ -264,27 +252,11 @@ def test_incr_from_many_threads_is_exact(cache):
     assert cache.get("counter:home") == "1000"
 
 
-class GetThen:
-    """A cache whose first GET runs ``then`` before answering: the worst interleaving of
-    two GET-then-SET clients, replayed exactly."""
-
-    def __init__(self, cache, then: Callable[[], object]) -> None:
-        self.cache, self.then = cache, then
-
-    def get(self, key):
-        value = self.cache.get(key)
-        if self.then is not None:
-            then, self.then = self.then, None
-            then()
-        return value
-
-    def __getattr__(self, name):
-        return getattr(self.cache, name)
-
-
 def test_get_then_set_loses_an_increment(cache):
-    racing = GetThen(cache, then=lambda: count_hit_unsafe(cache, "home"))
+    # Both GETs before either SET: the other client's whole increment lands before ours.
+    racing = Intercept(cache, "set", before=lambda: count_hit_unsafe(cache, "home"))
     assert count_hit_unsafe(racing, "home") == 1  # both read 0 and wrote 1
+    assert racing.fired  # so two increments ran
     assert cache.get("counter:home") == "1"  # two increments, one counted
 
 
@@ -295,12 +267,6 @@ def test_bad_counter_name_is_a_clear_error(cache, bad):
     with pytest.raises(ValueError, match="counter name must be non-empty text"):
         count_hit_unsafe(cache, bad)
     assert cache.dbsize() == 0
-
-
-def test_narration(printed):
-    lines = printed(production_pattern.main)
-    assert lines[3].startswith("race  late fill of 'Ada Lovelace' refused: True")
-    assert lines[-1].endswith("'Countess of Lovelace'")
 
 
 # --- every interleaving, by the explorer ------------------------------------------------------
@@ -319,17 +285,15 @@ def test_explorer_finds_the_reader_race_in_cache_aside_and_none_in_the_productio
 
 
 def test_production_pattern_holds_for_a_writer_and_two_readers():
-    from snippets.explorer import cache_matches_db, explore
-
-    def cold(cache, db):
-        db.add_user(1, "old")
+    from snippets.explorer import explore
+    from snippets.scenarios import cache_agrees_with_db, user_not_cached
 
     actors = {
         "W": lambda c, d: update_user(c, d, 1, "new"),
         "R1": lambda c, d: get_user(c, d, 1),
         "R2": lambda c, d: get_user(c, d, 1),
     }
-    result = explore(actors, cold, cache_matches_db)
+    result = explore(actors, user_not_cached, cache_agrees_with_db)
     assert result.total > 50 and result.bad == []
 
 
@@ -348,13 +312,11 @@ def test_explore_claims_rejects_an_unknown_group():
         production_pattern.explore_claims("sessions")
 
 
-def test_the_generated_diagram_is_deterministic_and_on_the_page():
-    from pathlib import Path
+def test_the_generated_diagram_is_deterministic_and_shows_the_refusal():
+    from snippets.explorer import mermaid_problems
 
     diagram = production_pattern.race_refused()
+    assert mermaid_problems(diagram) == []
     assert diagram == production_pattern.race_refused()  # random tokens are renamed
     assert "a0->>R: DEL user:1 user:1:lease" in diagram
     assert "R-->>a1: 0" in diagram  # the late fill is refused
-    page = Path(__file__).parent.parent / "docs/concurrency/production-pattern.md"
-    marker = "<!-- diagram: snippets.concurrency.production_pattern:race_refused -->\n```mermaid\n"
-    assert marker + diagram + "\n```" in page.read_text(encoding="utf-8")

@@ -7,16 +7,15 @@ from itertools import permutations
 
 import pytest
 
-from snippets.explorer import mermaid_problems, pages
-from snippets.concurrency import reader_race
 from snippets.backends import DEFAULT_TTL
+from snippets.concurrency import reader_race
+from snippets.concurrency.reader_race import (LONE_WRITER, delete_then_update, draw,
+                                              loses_deletes, no_stale_read_after_write,
+                                              writer_and_reader, writer_and_two_readers)
+from snippets.concurrency.update_vs_invalidate import user_in_cache
+from snippets.explorer import explore, mermaid_problems, replay, reusing
 from snippets.patterns.cache_aside import get_user, update_user
-from snippets.explorer import explore, replay, reusing
-from snippets.concurrency.reader_race import (delete_then_update, loses_deletes, no_stale_read_after_write,
-                                  user_not_cached, writer_and_reader, writer_and_two_readers)
-from snippets.concurrency.update_vs_invalidate import cache_agrees_with_db, user_in_cache
-
-PAGE = pages.DOCS / "concurrency" / "reader-race.md"
+from snippets.scenarios import cache_agrees_with_db, user_not_cached
 
 
 def interleavings(reader_steps: int, writer_steps: int) -> set[str]:
@@ -88,8 +87,8 @@ def test_a_lost_delete_leaves_the_old_value_until_the_ttl(cache):
     faulty = reusing(loses_deletes(cache))  # FLUSHDB still works; DEL does not
     result = reader_race.explore_lost_delete(make_cache=faulty)
     assert result.total == 1 and len(result.bad) == 1
-    run = replay({"W": lambda c, d: update_user(c, d, 1, "new")}, user_in_cache, "W W",
-                 check=cache_agrees_with_db, make_cache=faulty)
+    run = replay(LONE_WRITER, user_in_cache, "W W", check=cache_agrees_with_db,
+                 make_cache=faulty)
     assert type(run.returns["W"]).__name__ == "ConnectionError"
     assert run.db.query("SELECT name FROM users WHERE id = 1") == [("new",)]
     assert cache.get("user:1") == "old" and 0 < cache.ttl("user:1") <= DEFAULT_TTL
@@ -119,20 +118,12 @@ def test_delete_first_refuses_bad_input_before_deleting(cache, db, args, error, 
     assert db.writes == 0
 
 
-def test_the_pages_diagrams_are_the_replays_of_bad_schedules():
-    diagrams = pages.page_diagrams(PAGE)
-    assert [ref.split(":")[1] for ref, _ in diagrams] == [
-        "reader_race_diagram", "stale_for_the_next_reader_diagram",
-        "delete_first_race_diagram", "lost_delete_diagram"]
-    for ref, text in diagrams:
-        assert text == pages.render(ref), f"{ref}: run python -m snippets.explorer --diagrams"
-        assert mermaid_problems(text) == []
-        assert "Note over R,D: " in text  # each ends with the check's verdict: all are bad
-
-
-def test_narration(capsys):
-    reader_race.main()
-    lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[-1] for line in lines[:4]] == ["R", "W", "R2", "W"]
-    assert "1 bad of  10" in lines[0] and "12 bad of  20" in lines[1]
-    assert lines[-1] == "until the TTL expires: True (at most 300 s)"
+@pytest.mark.parametrize("race", [reader_race.reader_race,
+                                  reader_race.stale_for_the_next_reader,
+                                  reader_race.delete_first_race, reader_race.lost_delete])
+def test_every_race_drawn_on_the_page_is_bad_and_well_formed(race):
+    run = race()
+    assert run.verdict is not None
+    text = draw(run)
+    assert mermaid_problems(text) == []
+    assert text.endswith(f"Note over R,D: {run.verdict}")  # the diagram says what is wrong

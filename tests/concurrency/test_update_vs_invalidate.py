@@ -6,14 +6,12 @@ from itertools import permutations
 
 import pytest
 
-from snippets.explorer import mermaid_problems, pages
 from snippets.concurrency import update_vs_invalidate
+from snippets.concurrency.update_vs_invalidate import (two_writers, update_user_and_cache,
+                                                       user_in_cache)
+from snippets.explorer import explore, mermaid_problems, replay, reusing
 from snippets.patterns.cache_aside import get_user, update_user
-from snippets.explorer import explore, replay, reusing
-from snippets.concurrency.update_vs_invalidate import (cache_agrees_with_db, two_writers, update_user_and_cache,
-                                           user_in_cache)
-
-PAGE = pages.DOCS / "concurrency" / "update-vs-invalidate.md"
+from snippets.scenarios import cache_agrees_with_db
 
 
 def every_interleaving() -> set[str]:
@@ -61,6 +59,12 @@ def test_same_order_with_invalidation_leaves_the_cache_empty():
     assert get_user(run.cache, run.db, 1) == "B"
 
 
+def test_the_writers_start_from_old_in_the_db_and_in_the_cache(cache, db):
+    user_in_cache(cache, db)
+    assert db.query("SELECT name FROM users WHERE id = 1") == [("old",)]
+    assert cache.get("user:1") == "old"
+
+
 def test_update_on_write_alone_sets_the_new_value_with_a_ttl(cache, db):
     db.add_user(1, "old")
     update_user_and_cache(cache, db, 1, "new", ttl=60)
@@ -84,19 +88,7 @@ def test_bad_input_is_refused_and_nothing_is_written(cache, db, args, error, mes
     assert cache.get("user:1") is None and cache.get("user:7") == "someone else's"
 
 
-def test_the_pages_diagrams_are_the_replays():
-    diagrams = pages.page_diagrams(PAGE)
-    assert [ref for ref, _ in diagrams] == [
-        "snippets.concurrency.update_vs_invalidate:seed_race_diagram",
-        "snippets.concurrency.update_vs_invalidate:invalidate_same_order_diagram"]
-    for ref, text in diagrams:
-        assert text == pages.render(ref), f"{ref}: run python -m snippets.explorer --diagrams"
-        assert mermaid_problems(text) == []
-
-
-def test_narration(capsys):
-    update_vs_invalidate.main()
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].endswith("2 bad: A B B A, B A A B")
-    assert lines[1].endswith("0 bad: none")
-    assert lines[2].endswith("DB = 'B', cache = 'A'")
+@pytest.mark.parametrize("draw", [update_vs_invalidate.seed_race_diagram,
+                                  update_vs_invalidate.invalidate_same_order_diagram])
+def test_the_drawn_replays_are_well_formed_mermaid(draw):
+    assert mermaid_problems(draw()) == []

@@ -7,15 +7,14 @@ import os
 import pytest
 import redis
 
-from snippets.patterns import write_behind
 from snippets.backends import backend_name, make_db, make_fake_cache, make_redis_cache
+from snippets.faults import Crash, Faults, Intercept
+from snippets.patterns import write_behind
 from snippets.patterns.write_behind import (
     DEAD,
     GROUP,
     STREAM,
-    Crash,
     InMemoryWriteBehind,
-    Process,
     crash_sweep,
     drain,
     flush,
@@ -25,7 +24,7 @@ from snippets.patterns.write_behind import (
     prepare,
     write,
 )
-from snippets.patterns.write_through import Intercept, cost
+from snippets.patterns.write_through import cost
 
 
 @pytest.fixture
@@ -39,10 +38,16 @@ def row(db, user_id=1):
     return db.query("SELECT name, version FROM users WHERE id = ?", (user_id,))[0]
 
 
+def process(cache, db, crash_at=()):
+    """One process's view of the cache and the DB, its calls numbered as one sequence."""
+    faults = Faults(crash_at=crash_at)
+    return faults, faults.wrap(cache, "cache"), faults.wrap(db, "db")
+
+
 def steps_of_a_clean_flush(cache, db, **options):
-    process = Process(cache, db)
-    flush(process.cache, process.db, "probe", **options)
-    return process.steps
+    faults, cache, db = process(cache, db)
+    flush(cache, db, "probe", **options)
+    return faults.steps
 
 
 # --- the naive version: the queue lives in the process ----------------------------------
@@ -70,11 +75,11 @@ def test_in_memory_acknowledged_write_is_lost_when_the_process_dies(cache, ada):
 def test_in_memory_crash_during_the_flush_loses_the_whole_batch(cache, db):
     for user_id in (1, 2):
         db.add_user(user_id, "before")
-    process = Process(cache, db, crash_at=4)  # cache.set, cache.set, db.transaction, ...
-    wb = InMemoryWriteBehind(process.cache, process.db)
+    _, dying_cache, dying_db = process(cache, db, crash_at=[4])
+    wb = InMemoryWriteBehind(dying_cache, dying_db)  # cache.set, cache.set, db.transaction
     wb.write(1, "one")
     wb.write(2, "two")
-    with pytest.raises(Crash, match="step 4: db.execute"):
+    with pytest.raises(Crash, match="step 4: before db.execute UPDATE users"):
         wb.flush()  # dies at its first UPDATE: the transaction rolls back
     assert db.query("SELECT name FROM users ORDER BY id") == [("before",), ("before",)]
 
@@ -101,9 +106,9 @@ def test_write_touches_no_db_and_logs_the_write(cache, logged):
 
 
 def test_a_write_that_fails_is_neither_cached_nor_logged(cache, logged):
-    process = Process(cache, logged, crash_at=1)
+    _, dying_cache, _ = process(cache, logged, crash_at=[1])
     with pytest.raises(Crash):
-        write(process.cache, 1, "never")
+        write(dying_cache, 1, "never")
     assert cache.exists("user:1") == 0
     assert cache.xlen(STREAM) == 0
 
@@ -132,8 +137,9 @@ def test_a_newer_unflushed_write_keeps_its_copy_pinned(cache, logged):
 def test_a_clean_flush_of_one_entry_takes_seven_steps(cache, logged):
     write(cache, 1, "Ada L")
     assert steps_of_a_clean_flush(cache, logged) == [
-        "cache.xreadgroup", "cache.xautoclaim", "cache.xreadgroup",  # mine, claimed, new
-        "db.transaction", "db.execute", "db.execute",  # UPDATE, then the applied mark
+        # mine, claimed, new
+        "cache.xreadgroup flushers", "cache.xautoclaim users:writes", "cache.xreadgroup flushers",
+        "db.transaction", "db.execute UPDATE users", "db.execute INSERT applied",
         "cache.pipeline",  # MULTI, EXPIRE if unchanged, XACK, EXEC
     ]
 
@@ -150,9 +156,9 @@ def test_why_copies_are_pinned_a_copy_gone_before_its_flush_goes_stale(cache, lo
 
 def test_crash_after_commit_before_xack_replays_harmlessly(cache, logged):
     write(cache, 1, "Ada L")
-    process = Process(cache, logged, crash_at=7)
-    with pytest.raises(Crash, match="step 7: cache.pipeline"):
-        flush(process.cache, process.db, "f1")
+    _, dying_cache, dying_db = process(cache, logged, crash_at=[7])
+    with pytest.raises(Crash, match="step 7: before cache.pipeline"):
+        flush(dying_cache, dying_db, "f1")
     assert row(logged) == ("Ada L", 2)  # committed...
     assert pending(cache) == 1  # ...but not acknowledged
     assert drain(cache, logged, "f2", claim_idle_ms=0) == 1  # claimed, re-applied
@@ -162,9 +168,9 @@ def test_crash_after_commit_before_xack_replays_harmlessly(cache, logged):
 
 def test_crash_before_commit_leaves_the_entries_pending(cache, logged):
     write(cache, 1, "Ada L")
-    process = Process(cache, logged, crash_at=6)  # inside the transaction
-    with pytest.raises(Crash, match="step 6: db.execute"):
-        flush(process.cache, process.db, "f1")
+    _, dying_cache, dying_db = process(cache, logged, crash_at=[6])  # in the transaction
+    with pytest.raises(Crash, match="step 6: before db.execute INSERT applied"):
+        flush(dying_cache, dying_db, "f1")
     assert row(logged) == ("Ada", 1)  # rolled back: nothing half-written
     assert logged.query("SELECT COUNT(*) FROM applied") == [(0,)]
     assert pending(cache) == 1
@@ -174,9 +180,9 @@ def test_crash_before_commit_leaves_the_entries_pending(cache, logged):
 
 def test_a_restarted_flusher_first_takes_back_its_own_entries(cache, logged):
     write(cache, 1, "Ada L")
-    process = Process(cache, logged, crash_at=4)  # before the transaction
-    with pytest.raises(Crash):
-        flush(process.cache, process.db, "f1")
+    _, dying_cache, dying_db = process(cache, logged, crash_at=[4])  # before the transaction
+    with pytest.raises(Crash, match="step 4: before db.transaction"):
+        flush(dying_cache, dying_db, "f1")
     # Same name, no claiming of others (the default idle time is a minute):
     assert flush(cache, logged, "f1") == 1
     assert row(logged) == ("Ada L", 2)
@@ -191,9 +197,9 @@ def test_a_live_flusher_does_not_steal_entries_still_in_progress(cache, logged):
 
 def test_a_replayed_older_entry_cannot_overwrite_a_newer_one(cache, logged):
     write(cache, 1, "old")
-    process = Process(cache, logged, crash_at=4)  # f1 took "old", died before the DB
-    with pytest.raises(Crash):
-        flush(process.cache, process.db, "f1", count=1)
+    _, dying_cache, dying_db = process(cache, logged, crash_at=[4])  # f1 took "old", died
+    with pytest.raises(Crash, match="step 4: before db.transaction"):
+        flush(dying_cache, dying_db, "f1", count=1)
     write(cache, 1, "new")
     assert flush(cache, logged, "f2") == 1  # f1 presumed alive: f2 applies "new"
     assert row(logged)[0] == "new"
@@ -369,9 +375,10 @@ def test_bad_name(cache, logged, bad_name):
     [
         ({"consumer": ""}, "consumer must be a non-empty string"),
         ({"consumer": 5}, "consumer must be a non-empty string"),
-        ({"count": 0}, "count must be a positive integer"),
-        ({"count": 2.5}, "count must be a positive integer"),
-        ({"claim_idle_ms": -1}, "claim_idle_ms must be a whole number"),
+        ({"count": 0}, "count must be a positive integer, got 0"),
+        ({"count": 2.5}, "count must be a positive integer, got 2.5"),
+        ({"claim_idle_ms": -1}, "claim_idle_ms must be an integer >= 0, got -1"),
+        ({"claim_idle_ms": 1.5}, "claim_idle_ms must be an integer >= 0, got 1.5"),
         ({"ttl": 0}, "ttl must be a positive number of seconds"),
     ],
 )
@@ -387,27 +394,12 @@ def test_bad_flush_options_touch_nothing(cache, logged, options, message):
 def test_other_bad_input():
     with pytest.raises(ValueError, match="ttl must be a positive number of seconds"):
         InMemoryWriteBehind(make_fake_cache(), make_db(), ttl=-1)
-    with pytest.raises(ValueError, match="crash_at must be a positive integer, got 0"):
-        Process(make_fake_cache(), make_db(), crash_at=0)
     with pytest.raises(ValueError, match="not a stream entry ID: 'abc'"):
         order("abc")
-    with pytest.raises(ValueError, match="writes must be a positive integer"):
+    with pytest.raises(ValueError, match="writes must be a positive integer, got 0"):
         write_behind.bench(writes=0)
-    with pytest.raises(ValueError, match="batch must be a positive integer"):
+    with pytest.raises(ValueError, match="batch must be a positive integer, got -1"):
         write_behind.bench(batch=-1)
-    with pytest.raises(ValueError, match="count must be a positive integer"):
+    with pytest.raises(ValueError, match="count must be a positive integer, got 0"):
         crash_sweep(lambda: (make_fake_cache(), make_db()), count=0)
 
-
-# --- the narration -------------------------------------------------------------------------
-
-
-def test_narration(printed):
-    lines = [line.split("->")[-1].strip() for line in printed(write_behind.main)]
-    assert lines == [
-        "cache 'Ada Lovelace', DB 'Ada'",
-        "readers get 'Ada': the write is lost",
-        "cache 'Ada Lovelace', DB 'Ada'",
-        "cache 'Ada Lovelace', DB 'Ada Lovelace'",
-        "version 2 (unchanged), 0 pending",
-    ]

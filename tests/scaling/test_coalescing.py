@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from snippets.scaling import coalescing
-from snippets.scaling.coalescing import another_process, get_user_coalesced, miss_together, simulate_processes
+from snippets.scaling.coalescing import (
+    another_process,
+    get_user_coalesced,
+    miss_together,
+    simulate_processes,
+)
 from snippets.scaling.stampede import Load, simulate
 
 
@@ -67,7 +73,8 @@ def test_one_db_read_per_expiry_under_load():
 
 @pytest.mark.parametrize("kw, message", [
     ({"ttl": 0}, "ttl must be a positive"),
-    ({"lock_ms": -5}, "lock_ms must be a positive"),
+    ({"lock_ms": -5}, "lock_ms must be a positive integer, got -5"),
+    ({"lock_ms": 2.5}, "lock_ms must be a positive integer, got 2.5"),
 ])
 def test_bad_options(cache, ada, kw, message):
     with pytest.raises(ValueError, match=message):
@@ -77,17 +84,14 @@ def test_bad_options(cache, ada, kw, message):
 
 @pytest.mark.parametrize("bad", [0, -2, "3", True])
 def test_bad_process_count(cache, ada, bad):
-    with pytest.raises(ValueError, match="n must be a whole number of processes"):
+    message = re.escape(f"n must be a positive integer, got {bad!r}")
+    with pytest.raises(ValueError, match=message):
         miss_together(cache, ada, bad)
+    with pytest.raises(ValueError, match=message):
+        simulate_processes(bad)
+    assert ada.reads == 0 and cache.keys("*") == []
 
 
-def test_narration(printed):
-    out = "\n".join(printed(coalescing.main))
-    assert "['Ada', 'Ada', 'Ada']" in out and "DB reads: 1 " in out
-
-
-def test_bad_simulated_process_count_and_client():
-    with pytest.raises(ValueError, match="n must be a whole number of processes"):
-        simulate_processes(0)
+def test_bad_client():
     with pytest.raises(TypeError, match="cache must be a Redis client"):
         another_process("redis://localhost")
