@@ -55,15 +55,17 @@ lint: setup
 
 # pytest runs the browser tests too (tests/test_site.py: Chromium at /usr/bin/chromium);
 # outside CI they skip, saying why, when Chromium is missing.
+# The site is built once, strictly, into site/; the browser tests use that build
+# (SITE_DIR). pytest-xdist runs the tests on every core.
 test: setup lint
-	$(BIN)/pytest
 	$(BIN)/mkdocs build --strict --quiet
+	SITE_DIR=site $(BIN)/pytest -n auto --dist loadfile
 	@# The built site must name no CDN: it requests nothing from another host.
 	@! grep -rlE "unpkg|jsdelivr|cdnjs|googleapis" site/ || { echo "site/ names a CDN (see files above)"; exit 1; }
 	@echo "make test: all tests passed and the site builds strictly"
 
 test-fast: setup
-	$(BIN)/pytest -m "not browser"
+	$(BIN)/pytest -n auto --dist loadfile -m "not browser"
 
 # Lighthouse lives in its own package.json, so `make serve` and `make test` never install it.
 $(AUDIT)/node_modules/.package-lock.json: $(AUDIT)/package.json $(AUDIT)/package-lock.json

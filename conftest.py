@@ -8,8 +8,10 @@ and a missing file or section fails here as it fails the build.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import markdown
 from sybil import Sybil
@@ -59,3 +61,14 @@ def _sybil(path: str, patterns: list[str]) -> Sybil:
 # `path="docs", patterns=["*.md"]` walks every subfolder; a "docs/**/*.md" pattern would
 # silently skip files.
 pytest_collect_file = (_sybil("docs", ["*.md"]) + _sybil(".", ["README.md"])).pytest()
+
+
+def pytest_configure(config) -> None:
+    """Under pytest-xdist, each worker gets a Redis database of its own: the tests empty
+    theirs with FLUSHDB, which must not wipe a test running on the other worker."""
+    worker, url = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("REDIS_URL")
+    if worker and url:
+        parts = urlsplit(url)
+        base = int(parts.path.strip("/") or 0)
+        number = (base + 1 + int(worker.removeprefix("gw"))) % 16  # 16 databases by default
+        os.environ["REDIS_URL"] = urlunsplit(parts._replace(path=f"/{number}"))

@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from snippets.explorer import search
+
 ROOT = Path(__file__).resolve().parents[1]
 SNIPPETS = ROOT / "snippets"
-SECTIONS = ("patterns", "concurrency", "scaling")
+SECTIONS = ("patterns", "concurrency", "scaling", "appendix")
 KIT = ("backends", "faults", "scenarios", "simulation", "explorer")
 
 
@@ -97,7 +99,7 @@ def load_time_imports(module: str) -> set[str]:
                          if f"{node.module}.{alias.name}" in modules())
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.startswith("snippets"))
-    return found - {module}
+    return found - {module, "snippets"}  # `from snippets import x` counts as x
 
 
 def test_the_kit_imports_no_page_module():
@@ -164,10 +166,59 @@ def runnable() -> list[str]:
 
 
 @pytest.mark.parametrize("module", runnable())
-def test_every_module_runs_as_a_script(module, monkeypatch, capsys):
+def test_every_module_runs_as_a_script_and_its_reductions_miss_nothing(
+        module, monkeypatch, capsys):
+    """``python -m`` each module, as a reader would. Every exploration it runs with a
+    reduction (DPOR or sleep sets) is run again with every interleaving: the reduced
+    one must reach exactly the same outcomes, and the same bad ones."""
     monkeypatch.delenv("REDIS_URL", raising=False)  # the embedded world, as a newcomer has it
     monkeypatch.setattr(sys, "argv", [module])
     monkeypatch.delitem(sys.modules, module, raising=False)  # run it fresh, as python -m does
+    explorations = record_explorations(monkeypatch)
     runpy.run_module(module, run_name="__main__", alter_sys=False)
     printed = capsys.readouterr().out
     assert printed.strip(), f"python -m {module} printed nothing"
+    for call in explorations:
+        if call["reduce"] is not False:
+            reduced, full = search.explore(**call), unreduced(call)
+            assert set(reduced.outcomes) == set(full.outcomes)
+            assert bad_outcomes(reduced) == bad_outcomes(full)
+            if full.reduced:  # too many for every interleaving: sleep sets instead
+                assert reduced.total == full.total  # one schedule per class, both ways
+
+
+def unreduced(call: dict):
+    """The same exploration with every interleaving; where that is too many to run in
+    a test, with sleep sets, the other reduction (one schedule per class, like DPOR)."""
+    try:
+        return search.explore(**{**call, "reduce": False, "max_schedules": FULL_LIMIT})
+    except RuntimeError as error:
+        if "more than" not in str(error):
+            raise
+        return search.explore(**{**call, "reduce": "sleep"})
+
+
+FULL_LIMIT = 5_000  # schedules: a few seconds with every interleaving
+
+
+def record_explorations(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """The arguments of every ``explore`` call from now on, read from its frame when it
+    checks its actors (its first act)."""
+    calls, check_actors = [], search.check_actors
+
+    def recording(actors):
+        caller = sys._getframe(1)
+        if caller.f_code is search.explore.__code__:
+            calls.append({name: caller.f_locals[name] for name in EXPLORE_ARGUMENTS})
+        return check_actors(actors)
+
+    monkeypatch.setattr(search, "check_actors", recording)
+    return calls
+
+
+EXPLORE_ARGUMENTS = ("actors", "setup", "check", "make_cache", "make_db", "describe",
+                     "reduce", "max_schedules", "max_steps")
+
+
+def bad_outcomes(result) -> set[str]:
+    return {outcome for outcome, verdict in result.verdicts.items() if verdict is not None}

@@ -1,7 +1,8 @@
 """The site as readers meet it: the built site, served on 127.0.0.1, in a real Chromium.
 
 The site is built once per session (``mkdocs build --strict``) into a temporary directory and
-served from a thread. Pages are discovered from mkdocs.yml's nav, so every page that is added
+served from a thread; ``SITE_DIR=site`` uses a site already built that way (``make test``
+builds once and shares it with the final checks). Pages are discovered from mkdocs.yml's nav, so every page that is added
 is covered without editing this file. Chromium is Debian's (/usr/bin/chromium), driven by the
 playwright package; its host resolver answers NOTFOUND for every name but 127.0.0.1, so no
 DNS lookup and no request can leave the machine, and the tests assert on the request log that
@@ -120,6 +121,12 @@ def site_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("site")
     # The snippet files as the site was built from them, for the copy-button test.
     shutil.copytree(SOURCE / "snippets", out.parent / "snippets-as-built")
+    built = os.environ.get("SITE_DIR")  # `make test` builds once, strictly, and shares it
+    if built:
+        if not (Path(built) / "index.html").is_file():
+            pytest.fail(f"SITE_DIR={built} holds no built site (no index.html)")
+        shutil.copytree(built, out, dirs_exist_ok=True)
+        return out
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     # pymdownx.snippets resolves include paths from the working directory: the site's root.
     result = subprocess.run(

@@ -1,4 +1,5 @@
-"""Diagrams: a replayed run drawn as a Mermaid sequence diagram, and a line-by-line check
+"""Diagrams: a replayed run drawn as a Mermaid sequence diagram, and a line-by-line
+check
 of the text this module generates."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from snippets.explorer.text import show
 
 if TYPE_CHECKING:
     from snippets.explorer.search import Run
+
 
 def _mermaid_text(text: str) -> str:
     """Message text Mermaid accepts: no semicolons, hashes, braces or angle brackets."""
@@ -24,13 +26,17 @@ def draw(run: Run, labels: dict[str, str], final_state: bool, blocks: bool) -> s
         raise ValueError(f"labels name no actor: {', '.join(sorted(unknown))}")
     ids = {name: f"a{i}" for i, name in enumerate(names)}
     lines = ["sequenceDiagram"]
-    lines += [f"    participant {ids[n]} as {_mermaid_text(labels.get(n, n))}" for n in names]
+    lines += [
+        f"    participant {ids[n]} as {_mermaid_text(labels.get(n, n))}" for n in names
+    ]
     lines += ["    participant R as Redis", "    participant D as Database"]
     finishing: dict[int, list[str]] = {}
     for name in names:
         finishing.setdefault(run.returns.ended.get(name, -1), []).append(name)
     for name in finishing.get(-1, []):
-        lines.append(f"    Note over {ids[name]}: {_mermaid_text(_returned(run.returns[name]))}")
+        lines.append(
+            f"    Note over {ids[name]}: {_mermaid_text(_returned(run.returns[name]))}"
+        )
     for index, step in enumerate(run.steps):
         who, where = ids[step.actor], "R" if step.target == "cache" else "D"
         reply = "--x" if step.failed else "-->>"
@@ -46,7 +52,8 @@ def draw(run: Run, labels: dict[str, str], final_state: bool, blocks: bool) -> s
             lines.append(f"    {who}->>{where}: {_mermaid_text(step.op)}")
             lines.append(f"    {where}{reply}{who}: {_mermaid_text(step.result)}")
         for name in finishing.get(index, []):
-            lines.append(f"    Note over {ids[name]}: {_mermaid_text(_returned(run.returns[name]))}")
+            returned = _mermaid_text(_returned(run.returns[name]))
+            lines.append(f"    Note over {ids[name]}: {returned}")
     if run.verdict is not None:
         lines.append(f"    Note over R,D: {_mermaid_text(run.verdict)}")
     elif final_state:
@@ -64,13 +71,19 @@ def mermaid_problems(text: str) -> list[str]:
     """What is wrong with a diagram this module generated, checked line by line: the
     header, participants declared before use, and no character that breaks Mermaid."""
     lines = text.split("\n")
-    problems = [] if lines[0] == "sequenceDiagram" else ["the first line is not sequenceDiagram"]
+    problems = (
+        []
+        if lines[0] == "sequenceDiagram"
+        else ["the first line is not sequenceDiagram"]
+    )
     declared: set[str] = set()
     messages = depth = 0
     for number, line in enumerate(lines[1:], start=2):
         if match := PARTICIPANT.fullmatch(line):
             if messages:
-                problems.append(f"line {number}: a participant declared after a message")
+                problems.append(
+                    f"line {number}: a participant declared after a message"
+                )
             declared.add(match[1])
             continue
         if line == "    end" or BLOCK.fullmatch(line):
@@ -80,10 +93,16 @@ def mermaid_problems(text: str) -> list[str]:
             continue
         match = MESSAGE.fullmatch(line) or NOTE.fullmatch(line)
         if match is None:
-            problems.append(f"line {number}: not a participant, message or note: {line!r}")
+            problems.append(
+                f"line {number}: not a participant, message or note: {line!r}"
+            )
             continue
         messages += 1
-        used = {match[1], match[3]} if match.re is MESSAGE else {match[1], match[2] or match[1]}
+        used = (
+            {match[1], match[3]}
+            if match.re is MESSAGE
+            else {match[1], match[2] or match[1]}
+        )
         if not used <= declared:
             problems.append(f"line {number}: undeclared participant in {line!r}")
     if depth:

@@ -1,5 +1,5 @@
-"""Footprints: which keys a step touches and whether it writes them. Two steps that touch
-different keys, or only read, commute: the explorer need not try both orders."""
+"""Footprints: which keys a step touches and whether it writes them. Two steps that
+touch different keys, or only read, commute: the explorer need not try both orders."""
 
 from __future__ import annotations
 
@@ -14,13 +14,15 @@ Footprint = frozenset[tuple[str, str, bool]]  # (store, key or "*", is_write)
 
 # Which Redis commands only read, and where their keys are. Any command not listed here
 # is treated as touching every key: slower to explore, never wrong.
-READ_COMMANDS = {"GET", "MGET", "EXISTS", "TTL", "PTTL", "TYPE", "STRLEN", "HGET", "HMGET",
-                 "HGETALL", "HEXISTS", "HLEN", "LRANGE", "LLEN", "SMEMBERS", "SISMEMBER",
+READ_COMMANDS = {"GET", "MGET", "EXISTS", "TTL", "PTTL", "TYPE", "STRLEN", "HGET",
+                 "HMGET", "HGETALL", "HEXISTS", "HLEN", "LRANGE", "LLEN", "SMEMBERS",
+                 "SISMEMBER",
                  "SCARD", "ZRANGE", "ZSCORE", "ZCARD", "XRANGE", "XLEN", "WATCH"}
 ONE_KEY = READ_COMMANDS - {"MGET", "EXISTS", "WATCH"} | {
-    "SET", "SETEX", "PSETEX", "SETNX", "GETSET", "GETDEL", "GETEX", "INCR", "INCRBY", "DECR",
-    "DECRBY", "APPEND", "EXPIRE", "PEXPIRE", "EXPIREAT", "PERSIST", "HSET", "HDEL", "HINCRBY",
-    "LPUSH", "RPUSH", "LPOP", "RPOP", "SADD", "SREM", "ZADD", "ZREM", "ZINCRBY", "XADD", "XTRIM"}
+    "SET", "SETEX", "PSETEX", "SETNX", "GETSET", "GETDEL", "GETEX", "INCR", "INCRBY",
+    "DECR", "DECRBY", "APPEND", "EXPIRE", "PEXPIRE", "EXPIREAT", "PERSIST", "HSET",
+    "HDEL", "HINCRBY", "LPUSH", "RPUSH", "LPOP", "RPOP", "SADD", "SREM", "ZADD", "ZREM",
+    "ZINCRBY", "XADD", "XTRIM"}
 ALL_ARGS_ARE_KEYS = {"DEL", "UNLINK", "EXISTS", "MGET", "WATCH", "TOUCH"}
 NO_KEYS = {"MULTI", "UNWATCH", "PING", "ECHO"}  # local to one connection
 SCRIPTS = "(script cache)"  # EVAL and SCRIPT LOAD fill it; EVALSHA needs it
@@ -50,7 +52,7 @@ def redis_footprint(args: Sequence[Any]) -> Footprint:
 
 
 DB_READ: Footprint = frozenset({("db", "*", False)})   # a SELECT
-DB_WRITE: Footprint = frozenset({("db", "*", True)})   # any other statement, a transaction
+DB_WRITE: Footprint = frozenset({("db", "*", True)})   # any other, or a transaction
 
 
 def sql_footprint(sql: str) -> Footprint:
@@ -59,7 +61,7 @@ def sql_footprint(sql: str) -> Footprint:
 
 
 def dependent(first: Footprint, second: Footprint) -> bool:
-    """Two steps conflict if they touch the same key (or table) and one of them writes."""
+    """Two steps conflict if they touch the same key (or table) and either writes."""
     return any(
         store == store2 and (write or write2) and (key == key2 or "*" in (key, key2))
         for store, key, write in first

@@ -1,58 +1,65 @@
 """Instrumentation: every cache command and SQL statement becomes one scheduled step.
 
-The actor running on this thread (if any) is ``current.actor``; outside an explored actor
-an instrumented client behaves exactly as before."""
+The actor running now (if any) is the ``actor`` of the current greenlet; outside an
+explored actor an instrumented client behaves exactly as before."""
 
 from __future__ import annotations
 
 # --8<-- [start:imports]
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import greenlet
+
 from snippets.backends import Cache, Database
-from snippets.explorer.footprints import DB_WRITE, Footprint, redis_footprint, sql_footprint
-from snippets.explorer.text import redis_text, rows_text, show, sql_text, as_text
+from snippets.explorer.footprints import (DB_WRITE, Footprint, redis_footprint,
+                                          sql_footprint)
+from snippets.explorer.memo import STATEFUL
+from snippets.explorer.text import as_text, redis_text, rows_text, show, sql_text
 # --8<-- [end:imports]
 
-current = threading.local()  # .actor: the actor running on this thread, if any
+
+def current_actor() -> Any:
+    """The explored actor making this call, or None (setup, a check, plain use)."""
+    return getattr(greenlet.getcurrent(), "actor", None)
 
 
 # --8<-- [start:step]
 def _step(target: str, op: Callable[[], str], footprint: Callable[[], Footprint],
           call: Callable[[], Any], shown_as: Callable[[Any], str] = show) -> Any:
-    """Run ``call`` as one scheduled step of the actor on this thread."""
-    actor: Any = getattr(current, "actor", None)
+    """Run ``call`` as one scheduled step of the actor making it."""
+    actor = current_actor()
     if actor is None or actor.in_step:  # setup, a check, or a call inside a transaction
         if actor is None or actor.inner is None:
             return call()
-        text, result = op(), call()
-        actor.inner.append((text, shown_as(result)))  # drawn inside the transaction
+        result = call()
+        if actor.run.recording:  # drawn inside the transaction
+            actor.inner.append((op(), shown_as(result)))
         return result
-    text = op()
     actor.wait_turn(footprint())  # pause here until the scheduler picks this actor
     actor.in_step = True
     try:
-        result = call()
+        result = actor.run.call(call)  # or what it returned last time: prefix replay
     except Exception as error:
-        actor.record(target, text, show(error), failed=True)
+        actor.record(target, op, lambda error=error: show(error), failed=True)
         raise
     finally:
         actor.in_step = False
-    actor.record(target, text, shown_as(result))
+    actor.record(target, op, lambda: shown_as(result))
     return result
 # --8<-- [end:step]
 
 
 def instrument_cache(cache: Cache) -> Cache:
-    """Make every command of ``cache`` (and of its pipelines) a scheduled step. Idempotent;
-    outside an explored actor the client behaves exactly as before."""
+    """Make every command of ``cache`` (and of its pipelines) a scheduled step.
+    Idempotent; outside an explored actor the client behaves exactly as before."""
     if getattr(cache, "_explorer_instrumented", False):
         return cache
     real_command, real_pipeline = cache.execute_command, cache.pipeline
 
     def execute_command(*args: Any, **options: Any) -> Any:
+        _note_stateful(args)
         return _step("cache", lambda: redis_text(args), lambda: redis_footprint(args),
                      lambda: real_command(*args, **options))
 
@@ -74,6 +81,7 @@ def _instrument_pipeline(pipe: Any) -> Any:
     def immediate_execute_command(*args: Any, **options: Any) -> Any:
         if str(args[0]).upper() == "WATCH":
             watched.extend(as_text(key) for key in args[1:])
+        _note_stateful(args)
         return _step("cache", lambda: redis_text(args), lambda: redis_footprint(args),
                      lambda: real_immediate(*args, **options))
 
@@ -112,11 +120,12 @@ def instrument_db(db: Database) -> Database:
 
     @contextmanager
     def transaction() -> Iterator[Database]:
-        actor: Any = getattr(current, "actor", None)
+        actor = current_actor()
         if actor is None or actor.in_step:
             with real_transaction() as tx:
                 yield tx
             return
+        actor.run.stateful = True  # its statements run inside: prefix replay cannot
         actor.wait_turn(DB_WRITE)  # the whole transaction is one step
         actor.in_step, actor.inner = True, []
         inner = actor.inner
@@ -124,15 +133,25 @@ def instrument_db(db: Database) -> Database:
             with real_transaction() as tx:
                 yield tx
         except Exception as error:
-            statements = ", ".join(["BEGIN", *(text for text, _ in inner), "ROLLBACK"])
-            actor.record("db", statements, show(error), failed=True, inner=inner)
+            actor.record("db", lambda: _block(inner, "ROLLBACK"),
+                         lambda error=error: show(error), failed=True, inner=inner)
             raise
         finally:
             actor.in_step, actor.inner = False, None
-        statements = ", ".join(["BEGIN", *(text for text, _ in inner), "COMMIT"])
-        actor.record("db", statements, "committed", inner=inner)
+        actor.record("db", lambda: _block(inner, "COMMIT"), lambda: "committed",
+                     inner=inner)
 
     db.query, db.execute = query, execute  # type: ignore[method-assign]
     db.transaction = transaction  # type: ignore[method-assign]
     db._explorer_instrumented = True  # type: ignore[attr-defined]
     return db
+
+
+def _block(inner: list[tuple[str, str]], end: str) -> str:
+    return ", ".join(["BEGIN", *(text for text, _ in inner), end])
+
+
+def _note_stateful(args: Sequence[Any]) -> None:
+    actor = current_actor()
+    if actor is not None and str(args[0]).upper() in STATEFUL:
+        actor.run.stateful = True

@@ -14,7 +14,9 @@ from pathlib import Path
 # Diagrams on the pages are generated: a fence right after
 #     <!-- diagram: snippets.module:function -->
 # holds exactly function().mermaid() (or function() if it returns text).
-FENCE = re.compile(r"<!-- diagram: (?P<ref>[\w.]+:\w+) -->\n```mermaid\n(?P<body>.*?)\n```", re.S)
+FENCE = re.compile(
+    r"<!-- diagram: (?P<ref>[\w.]+:\w+) -->\n```mermaid\n(?P<body>.*?)\n```", re.S
+)
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
@@ -27,7 +29,9 @@ def render(ref: str) -> str:
 
 def page_diagrams(page: Path) -> list[tuple[str, str]]:
     """Each generated diagram on a page: (reference, text in the page)."""
-    return [(m["ref"], m["body"]) for m in FENCE.finditer(page.read_text(encoding="utf-8"))]
+    return [
+        (m["ref"], m["body"]) for m in FENCE.finditer(page.read_text(encoding="utf-8"))
+    ]
 
 
 def update_diagrams(pages: Sequence[Path], write: bool) -> list[str]:
@@ -36,7 +40,7 @@ def update_diagrams(pages: Sequence[Path], write: bool) -> list[str]:
     for page in pages:
         text = page.read_text(encoding="utf-8")
 
-        def fresh(match: re.Match[str]) -> str:
+        def fresh(match: re.Match[str], page: Path = page) -> str:
             body = render(match["ref"])
             if body != match["body"]:
                 changed.append(f"{page.name}: {match['ref']}")
@@ -51,7 +55,9 @@ def update_diagrams(pages: Sequence[Path], write: bool) -> list[str]:
 # A module's `main()` transcript is kept in one place: the page's "Run it yourself" box,
 # where Sybil checks it. `python -m snippets.explorer --transcripts` rewrites it from a
 # fresh run (`--check` only compares), on fakeredis, as a newcomer runs it.
-PYCON = re.compile(r"^(?P<indent>[ \t]*)```pycon\n(?P<body>.*?)^(?P=indent)```", re.S | re.M)
+PYCON = re.compile(
+    r"^(?P<indent>[ \t]*)```pycon\n(?P<body>.*?)^(?P=indent)```", re.S | re.M
+)
 
 
 def page_module(page: Path) -> str:
@@ -74,21 +80,30 @@ def transcript(module: str) -> list[str]:
 
 
 def update_transcripts(pages: Sequence[Path], write: bool) -> list[str]:
-    """Rewrite the output of every ``>>> main()`` on the pages; return the pages that changed."""
+    """Rewrite the output of every ``>>> main()`` on the pages; return the pages that
+    changed."""
     changed = []
     for page in pages:
         text = page.read_text(encoding="utf-8")
 
-        def fresh(block: re.Match[str]) -> str:
+        def fresh(block: re.Match[str], page: Path = page) -> str:
             indent, lines = block["indent"], block["body"].split("\n")
             for i, line in enumerate(lines):
                 if line.strip() == ">>> main()":
-                    end = next((j for j in range(i + 1, len(lines))
-                                if lines[j].lstrip().startswith(">>>") or not lines[j].strip()),
-                               len(lines))
-                    output = [indent + (out.rstrip() or "<BLANKLINE>")
-                              for out in transcript(page_module(page))]
-                    lines[i + 1:end] = output
+                    end = next(
+                        (
+                            j
+                            for j in range(i + 1, len(lines))
+                            if lines[j].lstrip().startswith(">>>")
+                            or not lines[j].strip()
+                        ),
+                        len(lines),
+                    )
+                    output = [
+                        indent + (out.rstrip() or "<BLANKLINE>")
+                        for out in transcript(page_module(page))
+                    ]
+                    lines[i + 1 : end] = output
                     break
             return f"{indent}```pycon\n" + "\n".join(lines) + f"{indent}```"
 

@@ -1,4 +1,5 @@
-"""What a run leaves behind: the schedule, each step as it ran, and what each actor returned."""
+"""What a run leaves behind: the schedule, each step as it ran, and what each actor
+returned."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ class Schedule(tuple[str, ...]):
             return cls(text.split())
         if isinstance(text, Sequence) and all(isinstance(name, str) for name in text):
             return cls(text)
-        raise TypeError(f"a schedule is a string like 'A A B' or a sequence of names, got {text!r}")
+        raise TypeError(
+            f"a schedule is a string like 'A A B' or a sequence of names, got {text!r}"
+        )
 
 
 @dataclass(frozen=True)
@@ -28,19 +31,21 @@ class Step:
 
     actor: str
     target: str  # "cache" or "db"
-    op: str      # e.g. 'GET user:1' or 'UPDATE users SET name = "B" WHERE id = 1'
+    op: str  # e.g. 'GET user:1' or 'UPDATE users SET name = "B" WHERE id = 1'
     result: str  # e.g. 'nil', '"old"', '1 row', 'error ConnectionError'
     failed: bool = False
-    inner: tuple[tuple[str, str], ...] = ()  # a transaction's statements and their results
+    inner: tuple[
+        tuple[str, str], ...
+    ] = ()  # a transaction's statements and their results
 
     def __str__(self) -> str:
         return f"{self.actor}: {self.op} -> {self.result}"
 
 
 class Returns(dict[str, Any]):
-    """What each actor returned (or the exception it raised), plus when it ran: the index
-    of its first and last step, so a check can ask whether one finished before another
-    began."""
+    """What each actor returned (or the exception it raised), plus when it ran: the
+    index of its first and last step, so a check can ask whether one finished before
+    another began."""
 
     def __init__(self) -> None:
         super().__init__()

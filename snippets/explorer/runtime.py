@@ -1,219 +1,258 @@
-"""The runtime: one thread per actor, only one running at a time, handing the turn to
-whoever the scheduler picks before each step. A run is therefore deterministic."""
+"""The runtime: each actor runs in a greenlet of its own, and only the scheduler decides
+who runs next. An actor stops before each step and switches back to the scheduler; the
+scheduler picks an actor and switches to it. One OS thread, no locks: a run is
+deterministic, and a hand-over costs about a microsecond."""
 
 from __future__ import annotations
 
 import re
+import signal
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import greenlet
+
 from snippets.backends import Cache, Database
 from snippets.explorer.footprints import Footprint
-from snippets.explorer.instrument import current, instrument_cache, instrument_db
+from snippets.explorer.instrument import instrument_cache, instrument_db
+from snippets.explorer.memo import Memo, restore, take, writes
 from snippets.explorer.records import Returns, Schedule, Step
 
 Actor = Callable[[Cache, Database], Any]
-
-
-class _Aborted(BaseException):
-    """Raised inside an actor to stop a run early; BaseException so pattern code that
-    catches Exception cannot swallow it."""
-
+Chooser = Callable[[int, list[str], dict[str, Footprint]], "str | None"]
 
 RUN_TIMEOUT = 30.0  # seconds a single run may take before we call an actor stuck
 
 
-def _locked() -> threading.Lock:
-    lock = threading.Lock()
-    lock.acquire()  # a closed gate: acquire() waits until someone release()s it
-    return lock
+class _Aborted(BaseException):
+    """Thrown into an actor to stop a run early; a BaseException, so pattern code that
+    catches Exception cannot swallow it."""
 
 
-class _ActorThread:
-    """One actor on a thread of its own, reused run after run. Only the thread holding
-    the turn runs; at each step it asks the scheduler who goes next and opens that
-    actor's gate."""
+class _Stuck(BaseException):
+    """Raised by the watchdog in an actor blocked outside the cache and the database."""
 
-    def __init__(self, name: str, fn: Actor) -> None:
-        self.name, self.fn = name, fn
-        self.run: _Run | None = None
-        self.gate = _locked()
+
+class _Actor:
+    """One actor during one run: where it stands, and what its next step touches."""
+
+    def __init__(self, name: str, fn: Actor, run: _Run) -> None:
+        self.name, self.fn, self.run = name, fn, run
         self.pending: Footprint = frozenset()  # the step it waits to take
-        self.done = self.aborted = self.in_step = self.retired = False
-        self.inner: list[tuple[str, str]] | None = None  # statements inside a DB transaction
-        self.thread = threading.Thread(target=self.body, name=f"explorer-{name}", daemon=True)
-        self.thread.start()
-
-    def start(self, run: _Run) -> None:
-        self.run, self.pending, self.inner = run, frozenset(), None
         self.done = self.aborted = self.in_step = False
-        self.gate.release()
+        self.inner: list[tuple[str, str]] | None = None  # statements of a transaction
+        self.greenlet = greenlet.greenlet(self.body)
+        self.greenlet.actor = self  # how a step finds the actor that takes it
 
     def body(self) -> None:
-        current.actor = self
-        while True:
-            self.gate.acquire()  # wait for the next run (or retirement)
-            if self.retired:
-                return
-            run = self.run
-            assert run is not None
-            try:
-                if not self.aborted:
-                    run.returns[self.name] = self.fn(run.cache, run.db)
-            except _Aborted:
-                pass
-            except Exception as error:  # a pattern that raises is an outcome, not a crash
-                run.returns[self.name] = error
-            finally:
-                self.done = True
-                run.next_turn(self)
-
-    def retire(self) -> None:
-        self.retired = True
-        if self.gate.locked():  # else it is stuck in its own code: leave it (a daemon)
-            self.gate.release()
-        self.thread.join(timeout=RUN_TIMEOUT)
+        run = self.run
+        try:
+            run.returns[self.name] = self.fn(run.cache, run.db)
+        except _Aborted:
+            pass
+        except Exception as error:  # a pattern that raises is an outcome, not a crash
+            run.returns[self.name] = error
+        finally:
+            self.done = True
 
     def wait_turn(self, footprint: Footprint) -> None:
-        """Stop before a step until the scheduler chooses this actor."""
+        """Stop before a step: back to the scheduler until it picks this actor."""
+        if self.aborted:
+            raise _Aborted
         self.pending = footprint
-        assert self.run is not None
-        if not self.run.next_turn(self):
-            self.gate.acquire()
+        self.run.scheduler.switch()
         if self.aborted:
             raise _Aborted
 
-    def record(self, target: str, op: str, shown: str, failed: bool = False,
-               inner: Sequence[tuple[str, str]] = ()) -> None:
-        assert self.run is not None
-        steps = self.run.steps
-        self.run.returns.began.setdefault(self.name, len(steps))
-        self.run.returns.ended[self.name] = len(steps)
-        steps.append(Step(self.name, target, op, shown, failed, tuple(inner)))
-
-
-
-Chooser = Callable[[int, list[str], dict[str, Footprint]], "str | None"]
+    def record(
+        self,
+        target: str,
+        op: Callable[[], str],
+        shown: Callable[[], str],
+        failed: bool = False,
+        inner: list[tuple[str, str]] | None = None,
+    ) -> None:
+        """Note that this actor took the current step; its text only when recording."""
+        run = self.run
+        index = len(run.chosen) - 1
+        run.returns.began.setdefault(self.name, index)
+        run.returns.ended[self.name] = index
+        if run.recording:
+            run.steps.append(
+                Step(self.name, target, op(), shown(), failed, tuple(inner or ()))
+            )
 
 
 class _Run:
-    """The shared state of one run. The turn passes from thread to thread; the main
-    thread waits until everyone is done or the scheduler stops the run."""
+    """The shared state of one run."""
 
-    def __init__(self, cache: Cache, db: Database, choose: Chooser) -> None:
-        self.cache, self.db, self.choose = cache, db, choose
-        self.actors: list[_ActorThread] = []
+    def __init__(
+        self, cache: Cache, db: Database, recording: bool, memo: Memo | None
+    ) -> None:
+        self.cache, self.db, self.recording, self.memo = cache, db, recording, memo
         self.steps: list[Step] = []
         self.returns = Returns()
         self.chosen: list[str] = []
-        self.main = _locked()       # opened when the run ends or stops
-        self.starting = True        # actors are walking to their first step, one by one
-        self.stopped = False        # the run is over, or being stopped
-        self.cut_short = False      # the scheduler stopped it before everyone finished
-        self.error: BaseException | None = None
+        self.footprints: list[Footprint] = []
+        self.stateful = False  # a step left state that prefix replay cannot restore
+        self.cut_short = False
+        self.scheduler = greenlet.getcurrent()
 
-    def next_turn(self, holder: _ActorThread | None) -> bool:
-        """Called by the thread holding the turn; True if it should simply continue."""
-        if self.starting or self.stopped:
-            self.main.release()  # the main thread is driving, one actor at a time
-            return False
-        live = [actor for actor in self.actors if not actor.done]
-        if not live:
-            self.main.release()
-            return False
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule(self.chosen)
+
+    def call(self, call: Callable[[], Any]) -> Any:
+        """Make the current step's call, or, in a prefix shared with the last run,
+        return (or raise) what it did then."""
+        memo, position = self.memo, len(self.chosen) - 1
+        if memo is None:
+            return call()
+        if position < memo.upto:
+            return memo.recall(position)
         try:
-            name = self.choose(len(self.chosen), [a.name for a in live],
-                               {a.name: a.pending for a in live})
-        except BaseException as error:  # e.g. a replay of a schedule that does not fit
-            self.error, name = error, None
-        if name is None:
-            self.stopped = self.cut_short = True
-            self.main.release()
-            return False
-        self.chosen.append(name)
-        chosen = next(actor for actor in live if actor.name == name)
-        if chosen is holder:
-            return True  # no hand-over needed: it runs its next step at once
-        chosen.gate.release()
-        return False
+            result = call()
+        except Exception as error:
+            memo.results.append((True, error))
+            raise
+        memo.results.append((False, result))
+        return result
 
-    def wait_main(self) -> None:
-        if not self.main.acquire(timeout=RUN_TIMEOUT):
-            raise RuntimeError(
-                f"a run took over {RUN_TIMEOUT:.0f} s: an actor is blocked outside the cache "
-                "and the database (a lock? a sleep?)")
+    def before_step(self, position: int) -> None:
+        """With prefix replay: restore the state where the replayed prefix ends, and
+        keep the state before every step taken for real, for the runs to come."""
+        memo = self.memo
+        if memo is None or position < memo.upto:
+            return
+        if position == memo.upto and memo.states[position:]:
+            del memo.states[position + 1 :], memo.results[position:]
+            restore(self.cache, self.db, memo.states[position], memo.db_is)
+            memo.db_is = memo.states[position].pages
+        elif position == len(memo.states):
+            last = self.footprints[position - 1] if position else frozenset()
+            memo.states.append(
+                take(
+                    self.cache,
+                    self.db,
+                    memo.states[-1] if memo.states else None,
+                    writes(last, "cache"),
+                    writes(last, "db"),
+                )
+            )
+            memo.db_is = memo.states[-1].pages
+        if writes(
+            self.footprints[position]
+            if position < len(self.footprints)
+            else frozenset(),
+            "db",
+        ):
+            memo.db_is = None
+
+
+def run_once(
+    actors: Mapping[str, Actor],
+    setup: Actor | None,
+    cache: Cache,
+    db: Database,
+    choose: Chooser,
+    max_steps: int,
+    recording: bool = False,
+    memo: Memo | None = None,
+) -> _Run:
+    """Run the actors once from ``setup``, letting ``choose`` pick who takes each step
+    (``run.cut_short`` if it stopped the run). With a ``memo`` whose states are known,
+    the replayed prefix replaces ``setup``."""
+    if setup is not None and not (memo and memo.states):
+        setup(cache, db)  # not an actor: runs straight through
+    run = _Run(instrument_cache(cache), instrument_db(db), recording, memo)
+    crew = [_Actor(name, fn, run) for name, fn in actors.items()]
+    with _watchdog():
+        try:
+            for actor in crew:
+                run.returns[actor.name] = None
+                actor.greenlet.switch()  # it runs up to its first step, or to its end
+            while live := [actor for actor in crew if not actor.done]:
+                position = len(run.chosen)
+                if position >= max_steps:
+                    raise RuntimeError(
+                        f"a run took more than {max_steps} steps: does an actor loop?"
+                    )
+                name = choose(
+                    position, [a.name for a in live], {a.name: a.pending for a in live}
+                )
+                if name is None:
+                    run.cut_short = True  # equivalent to a schedule already explored
+                    break
+                chosen = next(a for a in live if a.name == name)
+                run.before_step(position)
+                run.chosen.append(name)
+                run.footprints.append(chosen.pending)
+                chosen.greenlet.switch()
+        finally:
+            for actor in crew:  # stop whoever still waits at a step
+                if not actor.done:
+                    actor.aborted = True
+                    actor.greenlet.throw(_Aborted)
+    return run
 
 
 @contextmanager
-def actor_threads(actors: Mapping[str, Actor]) -> Iterator[list[_ActorThread]]:
-    """One thread per actor for a whole exploration: starting threads is slow."""
-    crew = [_ActorThread(name, fn) for name, fn in actors.items()]
+def _watchdog() -> Iterator[None]:
+    """An actor that blocks outside the cache and the database (a lock, a sleep) blocks
+    the only thread; a timer signal interrupts it after RUN_TIMEOUT seconds."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach only the main thread: no watchdog here
+        return
+
+    def stuck(signum: int, frame: Any) -> None:
+        raise _Stuck
+
+    previous = signal.signal(signal.SIGALRM, stuck)
+    signal.setitimer(signal.ITIMER_REAL, RUN_TIMEOUT)
     try:
-        yield crew
+        yield
+    except _Stuck:
+        raise RuntimeError(
+            f"a run took over {RUN_TIMEOUT:.0f} s: an actor is blocked outside the "
+            "cache and the database (a lock? a sleep?)"
+        ) from None
     finally:
-        for actor in crew:
-            actor.retire()
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
-def run_once(crew: list[_ActorThread], setup: Actor | None, make_cache: Callable[[], Cache],
-             make_db: Callable[[], Database], choose: Chooser,
-             max_steps: int) -> tuple[_Run, Schedule] | None:
-    """Run the actors once, letting ``choose`` pick who takes each step. Returns None if
-    ``choose`` cut the run short."""
-    cache, db = make_cache(), make_db()
-    if setup is not None:
-        setup(cache, db)  # not an actor: runs straight through
+class reusing:  # noqa: N801 - used like a function: make_cache=reusing(client)
+    """A ``make_cache`` that hands out this one client, emptied (FLUSHDB, SCRIPT FLUSH)
+    before each run: how a test explores on the real Redis of the ``cache`` fixture, and
+    how ``explore`` reuses one fakeredis from run to run."""
 
-    def bounded(position: int, live: list[str], pending: dict[str, Footprint]) -> str | None:
-        if position >= max_steps:
-            raise RuntimeError(f"a run took more than {max_steps} steps: does an actor loop?")
-        return choose(position, live, pending)
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
 
-    run = _Run(instrument_cache(cache), instrument_db(db), bounded)
-    run.actors = crew
-    started: list[_ActorThread] = []
-    try:
-        for actor in crew:
-            run.returns[actor.name] = None
-            started.append(actor)
-            actor.start(run)
-            run.wait_main()  # it runs up to its first step (or to its end)
-        run.starting = False
-        run.next_turn(None)
-        run.wait_main()
-    finally:
-        run.stopped = True
-        for actor in started:  # stop whoever still waits at a step
-            if not actor.done and actor.gate.locked():  # waiting at a step
-                actor.aborted = True
-                actor.gate.release()
-                run.wait_main()
-    if run.error is not None:
-        raise run.error
-    if run.cut_short:
-        return None
-    return run, Schedule(run.chosen)
-
-
-def reusing(cache: Cache) -> Callable[[], Cache]:
-    """A ``make_cache`` that hands out this one client, emptied (FLUSHDB) before each run:
-    how a test explores on the real Redis of the ``cache`` fixture."""
-    def make() -> Cache:
-        cache.flushdb()
-        return cache
-    return make
+    def __call__(self) -> Cache:
+        self.cache.flushdb()
+        self.cache.script_flush()  # else a script one run loaded is there in the next
+        return self.cache
 
 
 def check_actors(actors: Any) -> dict[str, Actor]:
     if not isinstance(actors, Mapping):
-        raise TypeError(f"actors must be a mapping of name to function, got {type(actors).__name__}")
+        raise TypeError(
+            f"actors must be a mapping of name to function, got {type(actors).__name__}"
+        )
     if len(actors) < 1:
         raise ValueError("actors is empty: give at least one actor")
     for name, fn in actors.items():
-        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,15}", name):
-            raise ValueError(f"actor names are short identifiers like 'A' or 'reader', got {name!r}")
+        if not isinstance(name, str) or not re.fullmatch(
+            r"[A-Za-z][A-Za-z0-9_]{0,15}", name
+        ):
+            raise ValueError(
+                f"actor names are short identifiers like 'A' or 'reader', got {name!r}"
+            )
         if not callable(fn):
-            raise TypeError(f"actor {name!r} must be a function of (cache, db), got {fn!r}")
+            raise TypeError(
+                f"actor {name!r} must be a function of (cache, db), got {fn!r}"
+            )
     return dict(actors)

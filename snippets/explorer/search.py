@@ -1,4 +1,4 @@
-"""The search: ``explore`` walks every schedule depth first (with sleep sets, by default);
+"""The search: ``explore`` walks every schedule depth first (with DPOR, by default);
 ``replay`` runs one schedule again and records it."""
 
 from __future__ import annotations
@@ -9,20 +9,25 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from snippets import backends
 from snippets.backends import Cache, Database, make_db, make_fake_cache
 from snippets.explorer.diagrams import draw
-from snippets.explorer.footprints import Footprint, dependent
+from snippets.explorer.footprints import Footprint
+from snippets.explorer.memo import Memo, cached_strings
 from snippets.explorer.records import Returns, Schedule, Step
-from snippets.explorer.runtime import Actor, check_actors, actor_threads, run_once
+from snippets.explorer.reduction import MODES, Node, add_races, new_node, next_branch
+from snippets.explorer.runtime import Actor, check_actors, reusing, run_once
 from snippets.explorer.text import describe_state
+
+Check = Callable[[Cache, Database, Returns], "str | None"]
 # --8<-- [end:imports]
 
 
 # --8<-- [start:run]
 @dataclass
 class Run:
-    """One schedule, replayed: every step as it ran, what each actor returned, the final
-    cache and database (still open, to inspect), and the check's verdict."""
+    """One schedule, replayed: every step as it ran, what each actor returned, the
+    final cache and database (still open, to inspect), and the check's verdict."""
 
     schedule: Schedule
     steps: list[Step]
@@ -30,46 +35,45 @@ class Run:
     cache: Cache
     db: Database
     verdict: str | None = None  # None: the invariant holds (or there was no check)
-    final: str = ""  # the cache and DB when the actors were done, before the check ran
+    final: str = ""  # the cache and DB when the actors were done, before the check
 
-    def mermaid(self, labels: Mapping[str, str] | None = None, final_state: bool = False,
-                transactions_as_blocks: bool = False) -> str:
-        """This run as a Mermaid sequence diagram, drawn from the recorded steps; it ends
-        with the check's verdict if it failed, else (if asked) with the final state. A
-        transaction is one message, or (if asked) a block of its statements."""
+    def mermaid(self, labels: Mapping[str, str] | None = None,
+                final_state: bool = False, transactions_as_blocks: bool = False) -> str:
+        """This run as a Mermaid sequence diagram, drawn from the recorded steps; it
+        ends with the check's verdict if it failed, else (if asked) with the final
+        state. A transaction is one message, or (if asked) a block of statements."""
         return draw(self, dict(labels or {}), final_state, transactions_as_blocks)
 
 
-def replay(actors: Mapping[str, Actor], setup: Actor | None, schedule: Schedule | str, *,
-           check: Callable[[Cache, Database, Returns], str | None] | None = None,
+def replay(actors: Mapping[str, Actor], setup: Actor | None,
+           schedule: Schedule | str, *, check: Check | None = None,
            make_cache: Callable[[], Cache] = make_fake_cache,
            make_db: Callable[[], Database] = make_db) -> Run:
     """Run exactly ``schedule`` again: the same steps, in the same order, every time."""
     actors, wanted = check_actors(actors), Schedule.parse(schedule)
+    said = f"schedule {str(wanted)!r}"
     for position, name in enumerate(wanted):
         if name not in actors:
-            raise ValueError(f"schedule {str(wanted)!r}: step {position + 1} names {name!r}, "
-                             f"which is not an actor ({', '.join(actors)})")
+            raise ValueError(f"{said}: step {position + 1} names {name!r}, which is "
+                             f"not an actor ({', '.join(actors)})")
 
     def choose(position: int, live: list[str], pending: dict[str, Footprint]) -> str:
         if position >= len(wanted):
-            raise ValueError(f"schedule {str(wanted)!r} ends after {len(wanted)} steps, but "
+            raise ValueError(f"{said} ends after {len(wanted)} steps, but "
                              f"{', '.join(live)} still had steps to take")
         if wanted[position] not in live:
-            raise ValueError(f"schedule {str(wanted)!r}: step {position + 1} names "
+            raise ValueError(f"{said}: step {position + 1} names "
                              f"{wanted[position]!r}, which had already finished")
         return wanted[position]
 
-    with actor_threads(actors) as crew:
-        outcome = run_once(crew, setup, make_cache, make_db, choose, max_steps=10_000)
-    assert outcome is not None  # choose never cuts a replay short
-    run, ran = outcome
-    if len(ran) != len(wanted):
-        raise ValueError(f"schedule {str(wanted)!r} has {len(wanted)} steps, but every "
-                         f"actor finished after {len(ran)}")
+    run = run_once(actors, setup, make_cache(), make_db(), choose, max_steps=10_000,
+                   recording=True)
+    if len(run.chosen) != len(wanted):
+        raise ValueError(f"{said} has {len(wanted)} steps, but every actor finished "
+                         f"after {len(run.chosen)}")
     final = describe_state(run.cache, run.db, Returns())  # a check may read (and fill)
     verdict = check(run.cache, run.db, run.returns) if check else None
-    return Run(ran, run.steps, run.returns, run.cache, run.db, verdict, final)
+    return Run(run.schedule, run.steps, run.returns, run.cache, run.db, verdict, final)
 # --8<-- [end:run]
 
 
@@ -77,121 +81,113 @@ def replay(actors: Mapping[str, Actor], setup: Actor | None, schedule: Schedule 
 class Exploration:
     """Everything ``explore`` found."""
 
-    total: int                       # distinct schedules explored
-    bad: list[Schedule]              # those whose final state fails the check
-    outcomes: Counter[str]           # outcome description -> number of schedules
-    examples: dict[str, Schedule]    # outcome description -> the first schedule reaching it
-    verdicts: dict[str, str | None]  # outcome description -> the check's verdict
-    pruned: int                      # runs stopped early: equivalent to one explored
-    seconds: float
-    reduced: bool
+    total: int = 0  # distinct schedules explored
+    bad: list[Schedule] = field(default_factory=list)  # those the check refused
+    outcomes: Counter[str] = field(default_factory=Counter)  # outcome -> schedules
+    examples: dict[str, Schedule] = field(default_factory=dict)  # the first of each
+    verdicts: dict[str, str | None] = field(default_factory=dict)  # outcome -> verdict
+    pruned: int = 0  # runs cut short: equivalent to a schedule already explored
+    seconds: float = 0.0
+    reduction: str = "dpor"  # "dpor", "sleep" or "none"
+
+    @property
+    def reduced(self) -> bool:
+        return self.reduction != "none"
+
+    def add(self, outcome: str, verdict: str | None, schedule: Schedule) -> None:
+        self.total += 1
+        self.outcomes[outcome] += 1
+        self.examples.setdefault(outcome, schedule)
+        self.verdicts.setdefault(outcome, verdict)
+        if verdict is not None:
+            self.bad.append(schedule)
 
     def summary(self) -> str:
         noun = "schedule" if self.total == 1 else "schedules"
         kind = f"distinct {noun}" if self.reduced else f"{noun} (every interleaving)"
         lines = [f"{self.total} {kind}, {len(self.bad)} bad"]
-        ranked = sorted(self.outcomes, key=lambda o: (self.verdicts[o] is None, -self.outcomes[o], o))
-        for outcome in ranked:
+        for outcome in sorted(self.outcomes, key=self._rank):
             verdict = self.verdicts[outcome]
             mark = f"BAD ({verdict})" if verdict else "ok"
             lines.append(f"{self.outcomes[outcome]:>5} {mark}: {outcome}")
             lines.append(f"{'':>5}   e.g. {self.examples[outcome]}")
         return "\n".join(lines)
 
+    def _rank(self, outcome: str) -> tuple[bool, int, str]:
+        """Bad outcomes first, then the most frequent."""
+        return self.verdicts[outcome] is None, -self.outcomes[outcome], outcome
 
 
 # --8<-- [start:explore]
 def explore(actors: Mapping[str, Actor], setup: Actor | None = None,
-            check: Callable[[Cache, Database, Returns], str | None] | None = None, *,
-            make_cache: Callable[[], Cache] = make_fake_cache,
+            check: Check | None = None, *,
+            make_cache: Callable[[], Cache] | None = None,
             make_db: Callable[[], Database] = make_db,
             describe: Callable[[Cache, Database, Returns], str] = describe_state,
-            reduce: bool = True, max_schedules: int = 200_000,
+            reduce: bool | str = True, max_schedules: int = 200_000,
             max_steps: int = 200) -> Exploration:
     """Run the actors through every interleaving of their steps, depth first.
 
-    With ``reduce`` (the default) two schedules that differ only in the order of
-    independent steps (different keys, or two reads) count once: they end in the same
-    state. Turn it off to count every interleaving, e.g. for a check that compares
-    real-time order with ``returns.finished_before``.
+    With ``reduce`` (the default, DPOR) two schedules that differ only in the order
+    of independent steps (different keys, or two reads) count once: they end in the
+    same state. ``reduce="sleep"`` finds the same ones with sleep sets alone (more
+    runs cut short). ``reduce=False`` counts every interleaving, e.g. for a check that
+    compares real-time order with ``returns.finished_before``.
     """
     actors = check_actors(actors)
+    mode = "dpor" if reduce is True else "none" if reduce is False else reduce
+    if mode not in MODES:
+        raise ValueError(f"reduce is True, False, 'sleep' or 'dpor', not {reduce!r}")
     if check is not None and not callable(check):
-        raise TypeError(f"check must be a function of (cache, db, returns), got {check!r}")
-    started = time.perf_counter()
-    path: list[_Choice] = []  # the choices of the current run, and what is left to try
-    total, pruned, bad = 0, 0, []
-    outcomes: Counter[str] = Counter()
-    examples: dict[str, Schedule] = {}
-    verdicts: dict[str, str | None] = {}
+        raise TypeError(f"check must be a function of (cache, db, returns): {check!r}")
+    # The default world (a fakeredis, a SQLite database) is made once: making a client
+    # costs more than a run. Each run replays the prefix it shares with the last one.
+    memo = Memo() if make_cache is None and make_db is backends.make_db else None
+    make_cache = make_cache or reusing(make_fake_cache())
+    world = (make_cache(), make_db()) if memo else None
+    started, found = time.perf_counter(), Exploration(reduction=mode)
+    path: list[Node] = []  # the choices of the current run, and what is left to try
 
-    def choose(position: int, live: list[str], pending: dict[str, Footprint]) -> str | None:
-        if position < len(path):  # replaying the prefix we are backtracking into
+    def choose(position: int, live: list[str],
+               pending: dict[str, Footprint]) -> str | None:
+        if position < len(path):  # the prefix this run shares with the last one
             if path[position].live != live:
-                raise RuntimeError("the actors are not deterministic: the same schedule "
-                                   f"led to different steps at step {position + 1}")
+                raise RuntimeError("the actors are not deterministic: one schedule "
+                                   f"led elsewhere at step {position + 1}")
             return path[position].chosen
-        asleep = path[-1].asleep_after_choice() if path and reduce else {}
-        options = [name for name in live if name not in asleep]
-        if not options:
-            return None  # every order from here was covered by a schedule already explored
-        path.append(_Choice(live, pending, asleep, options[0]))
-        return options[0]
+        node = new_node(path, live, pending, mode)
+        if node is None:
+            return None  # every order from here was covered by a schedule explored
+        path.append(node)
+        return node.chosen
 
-    with actor_threads(actors) as crew:
-        while True:
-            outcome = run_once(crew, setup, make_cache, make_db, choose, max_steps)
-            if outcome is None:
-                pruned += 1
+    replayed = 0  # how many choices this run shares with the last one
+    while True:
+        fast = world is not None and memo is not None and memo.on
+        cache, db = world if world and fast else (make_cache(), make_db())
+        run = run_once(actors, setup, cache, db, choose, max_steps,
+                       memo=memo if fast else None)
+        if memo is not None and run.stateful:
+            memo.on = False  # prefix replay cannot restore it: every run from scratch
+        if run.cut_short:
+            found.pruned += 1
+        elif found.total == max_schedules:
+            raise RuntimeError(f"more than {max_schedules} schedules: give fewer or "
+                               "shorter actors, or raise max_schedules")
+        else:
+            if fast and describe is describe_state:  # the same text, without commands
+                outcome = describe_state(cache, db, run.returns, cached_strings(cache))
             else:
-                run, schedule = outcome
-                total += 1
-                if total > max_schedules:
-                    raise RuntimeError(f"more than {max_schedules} schedules: give fewer or "
-                                       "shorter actors, or raise max_schedules")
-                described = describe(run.cache, run.db, run.returns)  # before check reads
-                verdict = check(run.cache, run.db, run.returns) if check else None
-                outcomes[described] += 1
-                examples.setdefault(described, schedule)
-                verdicts.setdefault(described, verdict)
-                if verdict is not None:
-                    bad.append(schedule)
-            if not _backtrack(path):
-                break
-    return Exploration(total, bad, outcomes, examples, verdicts, pruned,
-                       time.perf_counter() - started, reduce)
+                outcome = describe(cache, db, run.returns)  # before the check reads
+            found.add(outcome, check(cache, db, run.returns) if check else None,
+                      run.schedule)
+        if mode == "dpor":
+            add_races(path, start=replayed)  # earlier races were seen in earlier runs
+        if not next_branch(path):
+            break
+        replayed = len(path) - 1  # the choices before it are the same next run
+        if memo is not None:
+            memo.upto = replayed
+    found.seconds = time.perf_counter() - started
+    return found
 # --8<-- [end:explore]
-
-
-# --8<-- [start:sleep]
-@dataclass
-class _Choice:
-    """One decision point: who could run, who is asleep, who runs, who has been tried."""
-
-    live: list[str]
-    pending: dict[str, Footprint]
-    asleep: dict[str, Footprint]
-    chosen: str
-    tried: list[str] = field(default_factory=list)
-
-    def asleep_after_choice(self) -> dict[str, Footprint]:
-        # Sleep sets: an actor whose next step was already tried here (or was asleep
-        # here) stays asleep while the steps taken are independent of it: running it now
-        # would only reorder commuting steps.
-        step = self.pending[self.chosen]
-        candidates = {**self.asleep, **{name: self.pending[name] for name in self.tried}}
-        return {name: fp for name, fp in candidates.items() if not dependent(fp, step)}
-# --8<-- [end:sleep]
-
-
-def _backtrack(path: list[_Choice]) -> bool:
-    """Move to the next untried choice, deepest first; False when all are done."""
-    while path:
-        last = path[-1]
-        last.tried.append(last.chosen)
-        rest = [n for n in last.live if n not in last.asleep and n not in last.tried]
-        if rest:
-            last.chosen = rest[0]
-            return True
-        path.pop()
-    return False

@@ -10,9 +10,22 @@ import redis
 
 from snippets.explorer.footprints import redis_footprint
 
+
+def cached_values(cache: Cache) -> list[tuple[str, str]]:
+    """Every key and its value, shown: a string quoted, another type by its name."""
+    keys = sorted(cache.keys("*"))
+    values = cache.mget(keys) if keys else []
+    shown = []
+    for key, value in zip(keys, values, strict=True):
+        kind = f"a {as_text(cache.type(key))}"  # not a string: its type
+        shown.append((as_text(key), repr(value) if value is not None else kind))
+    return shown
+
+
 if TYPE_CHECKING:
     from snippets.backends import Cache, Database
     from snippets.explorer.records import Returns
+
 
 def as_text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -31,7 +44,12 @@ def redis_text(args: Sequence[Any]) -> str:
     shown = [str(args[0]).upper()]
     for arg in args[1:]:
         text = as_text(arg)
-        bare = text in keys or text in OPTION_WORDS or isinstance(arg, int) or text.isdigit()
+        bare = (
+            text in keys
+            or text in OPTION_WORDS
+            or isinstance(arg, int)
+            or text.isdigit()
+        )
         shown.append(text if bare else _quote(text))
     return " ".join(shown)
 
@@ -70,13 +88,17 @@ def show(result: Any) -> str:
     return str(result)
 
 
-def describe_state(cache: Cache, db: Database, returns: Returns) -> str:
-    """The default outcome: every cached string, every user row, every non-None return."""
-    parts = []
-    keys = sorted(cache.keys("*"))
-    for key, value in zip(keys, cache.mget(keys) if keys else []):
-        shown = repr(value) if value is not None else f"a {cache.type(key)}"  # not a string
-        parts.append(f"cache {key}={shown}")
+def describe_state(
+    cache: Cache,
+    db: Database,
+    returns: Returns,
+    cached: list[tuple[str, str]] | None = None,
+) -> str:
+    """The default outcome: every cached string, every user row, every non-None return.
+    ``cached`` (key, shown value) saves asking the cache when the caller has it."""
+    if cached is None:
+        cached = cached_values(cache)
+    parts = [f"cache {key}={shown}" for key, shown in cached]
     if not parts:
         parts.append("cache empty")
     for user_id, name in db.conn.execute("SELECT id, name FROM users ORDER BY id"):
