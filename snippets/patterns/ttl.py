@@ -14,6 +14,7 @@ from __future__ import annotations
 
 # --8<-- [start:imports]
 import random
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import redis
@@ -30,6 +31,7 @@ from snippets.backends import (
     make_db,
     user_key,
 )
+from snippets.faults import Intercept
 from snippets.patterns import cache_aside
 
 # --8<-- [end:imports]
@@ -113,6 +115,37 @@ class ClockedCache:
         self._entries[key] = (entry[0], None)
         return True
 # --8<-- [end:model]
+
+
+# --8<-- [start:replace]
+Command = Callable[[Any], object]  # it takes the cache (fakeredis or a real Redis)
+
+# Each gives "k" a whole new value. "src" holds a value without a TTL.
+REPLACES_THE_VALUE: dict[str, Command] = {
+    "SET k w": lambda cache: cache.set("k", "w"),
+    "SET k w GET": lambda cache: cache.set("k", "w", get=True),
+    "GETSET k w": lambda cache: cache.getset("k", "w"),
+    "MSET k w": lambda cache: cache.mset({"k": "w"}),
+    "RENAME src k": lambda cache: cache.rename("src", "k"),
+    "COPY src k REPLACE": lambda cache: cache.copy("src", "k", replace=True),
+    "RESTORE k 0 (DUMP src) REPLACE":
+        lambda cache: cache.restore("k", 0, cache.dump("src"), replace=True),
+}
+# Each changes the value of "k" and keeps the key.
+CHANGES_IN_PLACE: dict[str, Command] = {
+    "SET k w KEEPTTL": lambda cache: cache.set("k", "w", keepttl=True),
+    "APPEND k w": lambda cache: cache.append("k", "w"),
+    "SETRANGE k 0 w": lambda cache: cache.setrange("k", 0, "w"),
+}
+
+
+def ttl_after(cache: Cache, command: Command) -> int:
+    """The TTL of "k", set with EX 60 just before ``command`` ran (-1: none)."""
+    cache.set("k", "v", ex=60)
+    cache.set("src", "w")
+    command(cache)
+    return int(cache.ttl("k"))
+# --8<-- [end:replace]
 
 
 # --8<-- [start:jitter]
@@ -225,6 +258,33 @@ def stale_window_table(ttls: list[int]) -> list[StaleWindow]:
         rows.append(StaleWindow(ttl, max(windows), sum(windows) / len(windows)))
     return rows
 # --8<-- [end:measure]
+
+
+# --8<-- [start:stale-fill]
+def stale_fill_window(ttl: int, pause: int) -> int:
+    """Seconds from a TTL-only write until a reader, reading once a second, sees it,
+    when a reader that missed read the row just before the write and stores it
+    ``pause`` seconds later (a slow request, a paused process): its SET starts a
+    whole new TTL for the old value."""
+    check_ttl(ttl)
+    check_int("pause", pause, minimum=0)
+    clock = FakeClock()
+    cache, db = ClockedCache(clock), make_db()
+    db.add_user(1, "old")
+
+    def write_then_pause() -> None:  # between the slow reader's SELECT and its SET
+        update_user(db, 1, "new")
+        clock.advance(pause)
+
+    written_at = clock()
+    slow_reader = Intercept(cache, "set", write_then_pause)
+    get_user(slow_reader, db, 1, ttl)  # type: ignore[arg-type]  # stores "old"
+    for _ in range(ttl + pause):
+        clock.advance(1)
+        if get_user(cache, db, 1, ttl) == "new":
+            return int(clock() - written_at)
+    raise AssertionError(f"still stale {ttl + pause} s after the write")
+# --8<-- [end:stale-fill]
 
 
 # --8<-- [start:spread]

@@ -2,8 +2,9 @@
 
 Two versions. The naive one keeps the writes still to flush in process memory, and loses
 them when the process dies. The durable one logs every write in a Redis stream, in the
-same MULTI/EXEC as the cache update, and a flusher applies the log to the database and
-acknowledges an entry (XACK) only after the database commit.
+same Lua script as the cache update (the log first: a script stops at its first
+error), and a flusher applies the log to the database and acknowledges an entry (XACK)
+only after the database commit.
 
 Run it: ``python -m snippets.patterns.write_behind`` (``--bench`` counts the DB writes
 that coalescing saves; add ``REDIS_URL=redis://127.0.0.1:6379/0`` for a real Redis).
@@ -104,17 +105,31 @@ def prepare(cache: Cache, db: Database) -> None:
     db.execute(APPLIED_SCHEMA)
 
 
-def write(cache: Cache, user_id: int, name: str) -> str:
-    """Update the cache and log the write, atomically; then acknowledge.
+def mark_key(key: str) -> str:
+    """``{user:1}:entry``: the log entry whose value the copy holds (hash-tagged: the
+    same Redis Cluster slot as ``user:1``)."""
+    return f"{{{key}}}:entry"
 
-    Returns the log entry's ID: its position in the order of all writes.
+
+# The log first: a script that fails stops there and keeps what already ran, so
+# the XADD, the one command here that can fail (the log key of another type, or
+# memory full under noeviction), must come before anything it would leave behind.
+LOG_THEN_SET = """
+local entry_id = redis.call('XADD', KEYS[1], '*', 'user_id', ARGV[1], 'name', ARGV[2])
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[3], entry_id)
+return entry_id
+"""
+
+
+def write(cache: Cache, user_id: int, name: str) -> str:
+    """Log the write, then update the cache, in one script; then acknowledge.
+
+    Returns the log entry's ID: its position in the order of all writes. The copy
+    gets no TTL while the DB lacks it (see flush), and its mark names the entry.
     """
     key, name = user_key(user_id), check_name(name)
-    with cache.pipeline() as pipe:  # MULTI/EXEC: both happen, or neither
-        pipe.set(key, name)  # no TTL while the DB lacks it: see flush()
-        pipe.xadd(STREAM, {"user_id": user_id, "name": name})
-        _, entry_id = pipe.execute()
-    return entry_id
+    return str(cache.eval(LOG_THEN_SET, 3, STREAM, key, mark_key(key), user_id, name))
 # --8<-- [end:durable-write]
 
 
@@ -146,22 +161,35 @@ def flush(
         for user_id, (entry_id, name) in newest.items():
             if apply(db, user_id, name, entry_id) == "no such user":
                 refused.append((entry_id, user_id, name))
-    with cache.pipeline() as pipe:  # after the commit; both, or neither
-        for entry_id, user_id, name in refused:
-            pipe.xadd(DEAD, {"entry": entry_id, "user_id": user_id, "name": name})
-        for user_id, (_, name) in newest.items():  # in the DB: may expire now
-            pipe.eval(EXPIRE_IF_SAME, 1, user_key(user_id), name, ttl)
-        pipe.xack(STREAM, GROUP, *(entry_id for entry_id, _ in entries))
-        pipe.execute()
+    refused_ids = {entry_id for entry_id, _, _ in refused}
+    copies = [(user_key(u), entry_id, "" if entry_id in refused_ids else name)
+              for u, (entry_id, name) in newest.items()]
+    keys = [STREAM, DEAD, *(k for key, _, _ in copies for k in (key, mark_key(key)))]
+    cache.eval(ACK, len(keys), *keys, GROUP, ttl, len(refused),  # after the commit
+               *(field for entry in refused for field in entry),
+               *(field for _, entry_id, name in copies for field in (entry_id, name)),
+               *(entry_id for entry_id, _ in entries))
     return len(entries)
 
 
-# Unless a newer write replaced the copy: that one is not in the DB yet.
-EXPIRE_IF_SAME = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-    return redis.call('EXPIRE', KEYS[1], ARGV[2])
+# One script: nothing runs in between, and an error (a key of another type, memory
+# full) stops it before the XACK, so the entries stay pending and are retried.
+ACK = """
+local group, ttl, a = ARGV[1], ARGV[2], 4
+for _ = 1, tonumber(ARGV[3]) do  -- dead-letter what the DB refused
+    redis.call('XADD', KEYS[2], '*', 'entry', ARGV[a], 'user_id', ARGV[a + 1],
+               'name', ARGV[a + 2])
+    a = a + 3
 end
-return 0
+for k = 3, #KEYS, 2 do  -- each user's copy, unless a newer write (not in the
+    if redis.call('GET', KEYS[k + 1]) == ARGV[a] then  -- DB yet) replaced it:
+        if ARGV[a + 1] == '' then redis.call('DEL', KEYS[k])  -- refused
+        else redis.call('SET', KEYS[k], ARGV[a + 1], 'EX', ttl) end  -- in the DB
+        redis.call('DEL', KEYS[k + 1])
+    end
+    a = a + 2
+end
+return redis.call('XACK', KEYS[1], group, unpack(ARGV, a))
 """
 
 
@@ -317,8 +345,8 @@ def bench(writes: int = 1000, batch: int = 100) -> None:
     prepare(cache, db)
     db.add_user(1, "x")
     statements, commands, trips = cost(cache, db, lambda: write(cache, 1, "y"))
-    print(f"one write: {statements} DB statements, {commands} Redis commands, "
-          f"{trips} round trip")
+    print(f"one write: {statements} DB statements, {commands} Redis "
+          f"command{'s' * (commands != 1)}, {trips} round trip")
     head = f"{writes} writes, batches of {batch}"
     print(f"{head:<35}{'statements':>11}{'commits':>9}{'reduction':>11}")
     print(f"{'synchronous, one UPDATE per write':<35}{writes:>11}{writes:>9}")

@@ -99,7 +99,8 @@ def update_user_db_first(
 
 
 def put(cache: Cache, key: str, name: str, ttl: int) -> None:
-    """HSET and EXPIRE in one MULTI/EXEC: never a value without its TTL."""
+    """HSET, then EXPIRE, in one MULTI/EXEC: nothing runs between them. (Not
+    all-or-nothing: a failed HSET does not stop the EXPIRE, nor roll anything back.)"""
     with cache.pipeline() as pipe:
         pipe.hset(key, mapping={"name": name})
         pipe.expire(key, ttl)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from snippets.backends import user_key
+from snippets.explorer import replay, reusing
 from snippets.patterns.cache_aside import get_user, update_user
+from snippets.scenarios import user_not_cached
+
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "patterns" / "cache-aside.md"
 
 
 def test_miss_costs_exactly_one_db_read_and_fills_the_cache(cache, ada):
@@ -87,3 +93,60 @@ def test_empty_name_is_a_clear_error_and_writes_nothing(cache, ada, bad_name):
         update_user(cache, ada, 1, bad_name)
     assert ada.writes == 0
     assert ada.query("SELECT name FROM users WHERE id = 1") == [("Ada",)]
+
+
+# --- what a delete and a missing row cost ---------------------------------------------------
+
+
+def readers(n):
+    return {f"R{i}": lambda cache, db: get_user(cache, db, 1) for i in range(n)}
+
+
+@pytest.mark.parametrize("n", [2, 10, 50])
+def test_one_delete_of_a_hot_key_costs_one_db_read_per_reader_in_flight(cache, n):
+    """Not "one extra database read": every reader that asks before the first fill
+    lands reads the database (a stampede)."""
+    actors = readers(n)
+    all_ask_first = " ".join(actors) + " " + " ".join(f"{r} {r}" for r in actors)
+    run = replay(actors, user_not_cached, all_ask_first, make_cache=reusing(cache))
+    assert run.db.reads == n
+    assert cache.get("user:1") == "old"
+
+
+def test_one_delete_costs_one_db_read_when_the_fill_lands_first(cache):
+    actors = readers(10)
+    one_fills_first = "R0 R0 R0 " + " ".join(list(actors)[1:])
+    run = replay(actors, user_not_cached, one_fills_first, make_cache=reusing(cache))
+    assert run.db.reads == 1
+
+
+def test_a_missing_row_is_never_cached_so_every_read_of_it_reads_the_db(cache, db):
+    for _ in range(100):
+        assert get_user(cache, db, 42) is None
+    assert db.reads == 100  # no bound: negative caching is not covered yet
+    assert cache.dbsize() == 0
+
+
+def page_text() -> str:
+    return " ".join(PAGE.read_text(encoding="utf-8").split())
+
+
+@pytest.mark.parametrize("phrase", [
+    # on a hot key one DEL costs one DB read per reader in flight; missing rows cost one
+    # per read, forever
+    "the only cost is one extra database read",
+    "A cache miss causes a DB hit | yes, exactly one |",
+    # "bounded" without the model: the TTL bounds it only if every write sets one, etc.
+    "every failure it has is bounded",
+    "the TTL is the bound on any damage",
+    # "never" without its model; a reader's fill can write a wrong value
+    "a delete can never write a wrong value",
+    # the source is quoted as the common advice; table headers say "Common claim"
+    "Claim (from the common advice)",
+])
+def test_the_page_no_longer_claims(phrase):
+    assert phrase not in page_text()
+
+
+def test_the_page_counts_ten_db_reads_for_ten_readers_in_flight():
+    assert "10 for one `DEL` with 10 readers in flight" in page_text()

@@ -7,20 +7,22 @@ time to pass runs on ClockedCache, the clocked model, which is checked against R
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import redis
 
 from snippets.patterns import cache_aside
 from snippets.patterns.ttl import (
-    ClockedCache, DeletesLost, expiry_spread, get_user, jittered_ttl, stale_window,
-    stale_window_table, update_user,
+    CHANGES_IN_PLACE, REPLACES_THE_VALUE, ClockedCache, DeletesLost, expiry_spread, get_user,
+    jittered_ttl, stale_fill_window, stale_window, stale_window_table, ttl_after, update_user,
 )
 
 
@@ -106,6 +108,31 @@ def test_in_place_changes_keep_the_ttl(cache):
     cache.append("s", "b")
     assert 0 < cache.ttl("hits") <= 60
     assert 0 < cache.ttl("s") <= 60
+
+
+@pytest.mark.parametrize("command", REPLACES_THE_VALUE)
+def test_every_command_that_replaces_the_value_clears_the_ttl(cache, command):
+    assert ttl_after(cache, REPLACES_THE_VALUE[command]) == -1
+    assert cache.get("k") == "w"  # it did replace the value
+
+
+@pytest.mark.parametrize("command", CHANGES_IN_PLACE)
+def test_commands_that_change_the_value_in_place_keep_the_ttl(cache, command):
+    assert 0 < ttl_after(cache, CHANGES_IN_PLACE[command]) <= 60
+    assert cache.get("k") != "v"  # it did change the value
+
+
+def test_rename_copy_and_restore_bring_the_ttl_of_what_they_bring(cache):
+    cache.set("src", "w", ex=30)
+    cache.set("k", "v", ex=60)
+    cache.copy("src", "k", replace=True)
+    assert 0 < cache.ttl("k") <= 30
+    cache.set("k", "v", ex=60)
+    cache.restore("k", 30_000, cache.dump("src"), replace=True)
+    assert 0 < cache.ttl("k") <= 30
+    cache.set("k", "v", ex=60)
+    cache.rename("src", "k")
+    assert 0 < cache.ttl("k") <= 30
 
 
 def test_a_deleted_key_set_again_has_no_ttl(cache):
@@ -314,6 +341,24 @@ def test_the_worst_stale_window_is_the_ttl_and_the_mean_is_half_of_it():
     ]
 
 
+@pytest.mark.parametrize("ttl_s, pause, window", [(60, 0, 60), (60, 30, 90), (5, 100, 105)])
+def test_a_stale_fill_restarts_the_ttl_so_the_window_is_the_ttl_plus_the_pause(
+        ttl_s, pause, window):
+    """Counted from the write, the bound is not the TTL: a fill that read the row before
+    the write and stored it ``pause`` s later is stale for the TTL plus the pause."""
+    assert stale_fill_window(ttl_s, pause) == window
+
+
+@pytest.mark.parametrize("args, message", [
+    ((0, 1), "ttl must be a positive number of seconds"),
+    ((60, -1), "pause must be an integer >= 0, got -1"),
+    ((60, 1.5), "pause must be an integer >= 0, got 1.5"),
+])
+def test_bad_input_to_the_stale_fill_replay_is_a_clear_error(args, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        stale_fill_window(*args)
+
+
 @pytest.mark.parametrize("bad", [[], [0], [5, -1], [1.5]])
 def test_bad_ttls_for_the_table_are_a_clear_error(bad):
     with pytest.raises(ValueError, match="ttl"):
@@ -407,3 +452,42 @@ def test_the_fault_passes_everything_but_delete_through(cache):
     with pytest.raises(redis.ConnectionError):
         lossy.delete("k")
     assert cache.get("k") == "v"
+
+
+# --- the page and the notebook no longer state what was wrong ----------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def page_text() -> str:
+    """The page, its line breaks and indentation folded to single spaces."""
+    return " ".join((ROOT / "docs" / "patterns" / "ttl.md").read_text(encoding="utf-8").split())
+
+
+@pytest.mark.parametrize("phrase", [
+    # GETSET, SET ... GET, MSET, RENAME, COPY and RESTORE onto the key clear the TTL too
+    "only replacing it with `SET` clears it",
+    "It holds only if **every** `SET` carries a TTL",
+    "yes, if every `SET` has a TTL",
+    # a stale fill restarts the TTL: stale for the TTL plus the fill's delay, from the write
+    "the whole TTL, never longer",
+    "yes, exactly: up to one full TTL",
+    "The worst case **is** the TTL",
+    # the source is quoted as the common advice; table headers say "Common claim"
+    "Claim (from the common advice)",
+])
+def test_the_page_no_longer_claims(phrase):
+    assert phrase not in page_text()
+
+
+def test_the_page_shows_the_stale_fill_counterexample_as_measured():
+    assert f"(60, {stale_fill_window(60, 30)})" in page_text()  # (60, 90)
+
+
+def test_the_notebook_no_longer_calls_the_ttl_the_bound_on_staleness():
+    notebook = json.loads((ROOT / "docs" / "notebooks" / "ttl.ipynb").read_text(encoding="utf-8"))
+    markdown = " ".join(" ".join("".join(cell["source"]).split())
+                        for cell in notebook["cells"] if cell["cell_type"] == "markdown")
+    # wrong: a fill that read the row before the write restarts the TTL after it
+    assert "the TTL is the bound on staleness" not in markdown
+    assert "restarts the TTL" in markdown

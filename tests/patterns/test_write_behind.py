@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import redis
 
-from snippets.backends import backend_name, make_db, make_fake_cache, make_redis_cache
+from snippets.backends import (
+    backend_name,
+    make_db,
+    make_fake_cache,
+    make_redis_cache,
+    user_key,
+)
 from snippets.faults import Crash, Faults, Intercept
 from snippets.patterns import write_behind
 from snippets.patterns.write_behind import (
@@ -15,10 +28,12 @@ from snippets.patterns.write_behind import (
     GROUP,
     STREAM,
     InMemoryWriteBehind,
+    apply,
     crash_sweep,
     drain,
     flush,
     get_user,
+    mark_key,
     order,
     pending,
     prepare,
@@ -97,11 +112,12 @@ def test_in_memory_coalesces_writes_to_one_key(cache, ada):
 
 
 def test_write_touches_no_db_and_logs_the_write(cache, logged):
-    assert cost(cache, logged, lambda: write(cache, 1, "Ada L")) == [0, 4, 1]
+    assert cost(cache, logged, lambda: write(cache, 1, "Ada L")) == [0, 1, 1]  # one EVAL
     assert cache.get("user:1") == "Ada L"
     assert cache.ttl("user:1") == -1  # pinned: no TTL until the DB has it
     [(entry_id, fields)] = cache.xrange(STREAM)
     assert fields == {"user_id": "1", "name": "Ada L"}
+    assert cache.get(mark_key("user:1")) == entry_id  # the copy is this entry's
     assert row(logged) == ("Ada", 1)
 
 
@@ -140,24 +156,25 @@ def test_a_clean_flush_of_one_entry_takes_seven_steps(cache, logged):
         # mine, claimed, new
         "cache.xreadgroup flushers", "cache.xautoclaim users:writes", "cache.xreadgroup flushers",
         "db.transaction", "db.execute UPDATE users", "db.execute INSERT applied",
-        "cache.pipeline",  # MULTI, EXPIRE if unchanged, XACK, EXEC
+        "cache.eval users:writes",  # the ACK script: dead letters, copies, XACK
     ]
 
 
-def test_why_copies_are_pinned_a_copy_gone_before_its_flush_goes_stale(cache, logged):
+def test_why_copies_are_pinned_a_copy_gone_before_its_flush_is_stale_until_it(
+        cache, logged):
     write(cache, 1, "Ada L")
     cache.delete("user:1")  # as if it had expired (or been evicted) before the flush
-    assert get_user(cache, logged, 1, ttl=60) == "Ada"  # the DB's older row...
+    assert get_user(cache, logged, 1, ttl=60) == "Ada"  # the DB's older row, cached
     drain(cache, logged, "f1")
     assert row(logged)[0] == "Ada L"
-    assert get_user(cache, logged, 1) == "Ada"  # ...stays cached after the flush
-    assert 0 < cache.ttl("user:1") <= 60  # until its TTL
+    assert get_user(cache, logged, 1) == "Ada L"  # the flush rewrote the copy
+    assert 0 < cache.ttl("user:1") <= 300
 
 
 def test_crash_after_commit_before_xack_replays_harmlessly(cache, logged):
     write(cache, 1, "Ada L")
     _, dying_cache, dying_db = process(cache, logged, crash_at=[7])
-    with pytest.raises(Crash, match="step 7: before cache.pipeline"):
+    with pytest.raises(Crash, match="step 7: before cache.eval users:writes"):
         flush(dying_cache, dying_db, "f1")
     assert row(logged) == ("Ada L", 2)  # committed...
     assert pending(cache) == 1  # ...but not acknowledged
@@ -208,6 +225,22 @@ def test_a_replayed_older_entry_cannot_overwrite_a_newer_one(cache, logged):
     assert cache.get("user:1") == "new"
 
 
+def test_a_paused_flusher_whose_entries_were_claimed_changes_nothing_when_it_wakes(
+        cache, logged):
+    write(cache, 1, "old")
+
+    def while_f1_is_paused():  # after f1 took "old", before its transaction
+        assert drain(cache, logged, "f2", claim_idle_ms=0) == 1  # claims and applies it
+        write(cache, 1, "new")
+        assert drain(cache, logged, "f2") == 1
+
+    paused = Intercept(logged, "transaction", while_f1_is_paused)
+    assert flush(cache, paused, "f1") == 1  # wakes, applies "old": refused as older
+    assert row(logged) == ("new", 3)
+    assert cache.get("user:1") == "new"
+    assert pending(cache) == 0
+
+
 def test_apply_outcomes(cache, logged):
     write_behind.apply(logged, 1, "x", "5-0")
     assert write_behind.apply(logged, 1, "y", "5-0") == "already applied"
@@ -222,6 +255,7 @@ def test_a_write_the_db_refuses_is_found_after_its_ack_and_dead_lettered(cache, 
     assert drain(cache, logged, "f1") == 1
     assert cache.xrange(DEAD)[0][1] == {"entry": entry_id, "user_id": "7", "name": "Nobody"}
     assert pending(cache) == 0  # acknowledged: it will not block the log
+    assert cache.exists("user:7", mark_key("user:7")) == 0  # its copy is dropped
     assert logged.query("SELECT COUNT(*) FROM users") == [(1,)]
     assert logged.query("SELECT COUNT(*) FROM applied") == [(0,)]
 
@@ -299,9 +333,197 @@ def test_bench_figures(printed):
     """20 writes in batches of 5: one user -> 4 batches x 2 statements; ten users and
     twenty users -> each batch holds 5 different users -> 4 x 5 x 2."""
     lines = printed(write_behind.bench, writes=20, batch=5)
-    assert lines[0] == "one write: 0 DB statements, 4 Redis commands, 1 round trip"
+    assert lines[0] == "one write: 0 DB statements, 1 Redis command, 1 round trip"
     figures = [line.split()[-3:] for line in lines[3:]]
     assert figures == [["8", "4", "2.5x"], ["40", "4", "0.5x"], ["40", "4", "0.5x"]]
+
+
+# --- MULTI/EXEC is not all-or-nothing; the scripts put what can fail first ------------------
+
+
+def test_multi_exec_keeps_the_other_commands_after_a_run_time_error(cache):
+    """Redis does not roll back: a WRONGTYPE inside EXEC fails that command only."""
+    cache.set(STREAM, "not a stream")
+    with cache.pipeline() as pipe:  # MULTI
+        pipe.set("user:1", "Ada L")
+        pipe.xadd(STREAM, {"user_id": 1, "name": "Ada L"})
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            pipe.execute()  # EXEC
+    assert cache.get("user:1") == "Ada L"  # applied: a copy of a write never logged
+    assert cache.ttl("user:1") == -1  # and pinned: it would never expire
+
+
+def test_a_write_the_log_refuses_leaves_nothing_behind(cache, logged):
+    cache.delete(STREAM)
+    cache.set(STREAM, "not a stream")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        write(cache, 1, "Ada L")  # the XADD runs first and stops the script
+    assert cache.exists("user:1", mark_key("user:1")) == 0
+
+
+def test_an_ack_whose_dead_letter_fails_leaves_the_entries_pending(cache, logged):
+    entry = write(cache, 7, "Nobody")  # the DB will refuse it
+    cache.set(DEAD, "not a stream")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        flush(cache, logged, "f1")
+    assert pending(cache) == 1  # not acknowledged without its dead letter
+    cache.delete(DEAD)
+    assert drain(cache, logged, "f1") == 1
+    assert cache.xrange(DEAD)[0][1]["entry"] == entry
+
+
+# --- the copy is released by its entry, not by its value (no ABA) -------------------------
+
+
+def test_flushing_an_older_entry_of_the_same_value_keeps_the_newer_copy_pinned(
+        cache, logged):
+    for name in ("A", "B", "A"):
+        write(cache, 1, name)
+    flush(cache, logged, "f1", count=1)  # only the first "A": "B" and "A" wait
+    assert row(logged)[0] == "A"
+    assert cache.ttl("user:1") == -1  # still pinned: the DB lacks the last "A"
+
+
+def test_a_backlog_that_outlives_the_ttl_still_ends_in_agreement(cache, logged):
+    """A, B, A. Comparing values, the first flush let the last "A" expire; a reader
+    then filled "B", and the last flush left it there until its TTL."""
+    for name in ("A", "B", "A"):
+        write(cache, 1, name)
+    flush(cache, logged, "f1", count=1)
+    if cache.ttl("user:1") > 0:
+        cache.delete("user:1")  # its TTL ran out while the backlog waited
+    flush(cache, logged, "f1", count=1)  # "B" reaches the DB
+    get_user(cache, logged, 1)  # a reader: a hit, or a miss that fills from the DB
+    drain(cache, logged, "f1")  # the last "A" reaches the DB
+    assert row(logged)[0] == "A"
+    assert get_user(cache, logged, 1) == "A"
+
+
+# --- the limit of ordering by stream ID: a failover can reorder --------------------------
+
+
+def test_a_failover_to_a_replica_with_a_slower_clock_drops_an_acknowledged_write(
+        cache, logged):
+    """Replayed: the old primary's clock ran a minute ahead, and its last entry was
+    applied, then lost in the failover (replication is asynchronous). The promoted
+    replica numbers the next write from its own clock: lower, so refused as old."""
+    seconds, micros = cache.time()
+    old_primary_entry = f"{seconds * 1000 + micros // 1000 + 60_000}-0"
+    with logged.transaction():  # a flusher applied it before the failover
+        assert apply(logged, 1, "Countess", old_primary_entry) == "applied"
+    entry = write(cache, 1, "Ada King")  # on the promoted replica: acknowledged
+    assert order(entry) < order(old_primary_entry)
+    assert drain(cache, logged, "f2") == 1
+    assert row(logged)[0] == "Countess"  # the acknowledged write never reaches the DB
+    with logged.transaction():
+        assert apply(logged, 1, "Ada King", entry) == "already applied"
+
+
+# --- eviction: the log is a key (a Redis of the test's own, with a small maxmemory) -------
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+@contextmanager
+def small_redis(policy: str, directory: Path) -> Iterator[redis.Redis]:
+    """A throwaway redis-server on a free loopback port: 2 MB of memory, ``policy``
+    when it is full, nothing persisted; stopped by its pid."""
+    if shutil.which("redis-server") is None:
+        if IN_CI:
+            pytest.fail("CI=true but redis-server is not on PATH")
+        pytest.skip("redis-server is not on PATH; the eviction tests start their own")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
+         "--save", "", "--appendonly", "no", "--maxmemory", "2mb",
+         "--maxmemory-policy", policy],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(port=port, decode_responses=True)
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # wait for it to start listening
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        yield client
+    finally:
+        client.close()
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def twenty_acknowledged_writes(cache):
+    db = make_db()
+    prepare(cache, db)
+    for user_id in range(1, 101):  # room for the writes a full Redis still takes
+        db.add_user(user_id, "before")
+    acked = {}
+    for user_id in range(1, 21):
+        write(cache, user_id, f"name {user_id}")
+        acked[user_id] = f"name {user_id}"  # write() returned: acknowledged
+    return db, acked
+
+
+def lost(db, acked):
+    rows = dict(db.query("SELECT id, name FROM users"))
+    return sum(rows[user_id] != name for user_id, name in acked.items())
+
+
+def test_under_allkeys_eviction_the_log_and_its_group_are_evicted(tmp_path):
+    with small_redis("allkeys-lru", tmp_path) as cache:
+        db, acked = twenty_acknowledged_writes(cache)
+        for i in range(20_000):  # other data: 1 KB each, 10 times the memory at most
+            if not cache.exists(STREAM):
+                break
+            cache.set(f"page:{i}", "x" * 1000)
+        assert cache.exists(STREAM) == 0  # evicted, like any other key
+        with pytest.raises(redis.ResponseError, match="NOGROUP"):
+            flush(cache, db, "f1")  # the consumer group went with it
+        prepare(cache, db)  # a restarted flusher makes a new group, on an empty log
+        assert drain(cache, db, "f1") == 0
+        assert lost(db, acked) == 20  # every acknowledged write
+
+
+def test_under_volatile_eviction_the_log_without_a_ttl_is_kept(tmp_path):
+    with small_redis("volatile-lru", tmp_path) as cache:
+        db, acked = twenty_acknowledged_writes(cache)
+        for i in range(4_000):  # cache entries with a TTL: about twice the memory
+            cache.set(f"page:{i}", "x" * 1000, ex=300)
+        assert cache.info("stats")["evicted_keys"] > 0  # eviction did happen
+        assert cache.xlen(STREAM) == 20
+        assert drain(cache, db, "f1") == 20
+        assert lost(db, acked) == 0
+
+
+def test_under_noeviction_a_write_is_refused_not_lost(tmp_path):
+    with small_redis("noeviction", tmp_path) as cache:
+        db, acked = twenty_acknowledged_writes(cache)
+        refused, fillers = None, 0
+        while refused is None and fillers < 20_000:
+            try:
+                cache.set(f"page:{fillers}", "x" * 1000)  # other data, until full
+                fillers += 1
+                continue
+            except redis.OutOfMemoryError:
+                pass
+            user_id = len(acked) + 1
+            try:  # memory is full: the next write
+                write(cache, user_id, f"name {user_id}")
+                acked[user_id] = f"name {user_id}"
+            except redis.OutOfMemoryError:
+                refused = user_id  # the XADD is refused: never acknowledged
+        assert refused is not None
+        assert cache.exists(user_key(refused), mark_key(user_key(refused))) == 0
+        assert cache.xlen(STREAM) == len(acked)  # every acknowledged write is logged
+        cache.delete(*(f"page:{i}" for i in range(fillers)))  # memory is freed
+        assert drain(cache, db, "f1") == len(acked)
+        assert lost(db, acked) == 0
 
 
 # --- the Redis stream commands the durable version relies on, on both backends ----------
@@ -403,3 +625,32 @@ def test_other_bad_input():
     with pytest.raises(ValueError, match="count must be a positive integer, got 0"):
         crash_sweep(lambda: (make_fake_cache(), make_db()), count=0)
 
+
+
+# --- the page no longer states what was wrong ------------------------------------------------
+
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "patterns" / "write-behind.md"
+
+
+@pytest.mark.parametrize("phrase", [
+    # MULTI/EXEC does not roll back after a run-time error: the SET stays without the XADD
+    "Both happen, or neither",
+    "in the same `MULTI`/`EXEC` as the cache update",
+    "in the same `MULTI` as the `XACK`",
+    # under allkeys-* eviction the log is evicted too, with the acknowledged writes
+    "The write itself stays safe in the log",
+    # the flusher compares log entries now, not values (A, B, A)
+    "one only once the database holds that value",
+    # version chatter is not for readers
+    "fakeredis 2.40 (the pinned version)",
+])
+def test_the_page_no_longer_claims(phrase):
+    page = " ".join(PAGE.read_text(encoding="utf-8").split())  # line breaks as spaces
+    assert phrase not in page
+
+
+def test_the_module_no_longer_calls_multi_exec_all_or_nothing():
+    source = Path(write_behind.__file__).read_text(encoding="utf-8")
+    assert "both happen, or neither" not in source.lower()
+    assert "both, or neither" not in source.lower()
+    assert "EXPIRE_IF_SAME" not in source  # compared values: ABA

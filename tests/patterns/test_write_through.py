@@ -420,3 +420,41 @@ def test_cost_needs_a_callable(cache, db):
     with pytest.raises(TypeError, match="op must be callable"):
         cost(cache, db, "update")
 
+
+
+# --- the page no longer states what was wrong ----------------------------------------------
+
+WRITE_THROUGH_PAGE = Path(__file__).resolve().parents[2] / "docs" / "patterns" / "write-through.md"
+
+
+def page_text() -> str:
+    return " ".join(WRITE_THROUGH_PAGE.read_text(encoding="utf-8").split())
+
+
+@pytest.mark.parametrize("phrase", [
+    # "always" without its model: a lost set or an eviction lets an old row back in,
+    # and the count assumes one Redis, a primary database and a transaction as one step
+    "two writers always leave the cache holding the database's latest value or nothing",
+    # over a copy that is gone (evicted, deleted after a failed set) it can
+    "old row cannot put it back over a newer write",
+    # the source is quoted as the common advice; table headers say "Common claim"
+    "Claim (from the common advice)",
+])
+def test_the_page_no_longer_claims(phrase):
+    assert phrase not in page_text()
+
+
+def test_the_page_states_the_model_of_its_zero_bad_counts():
+    text = page_text()
+    box = text.index('!!! info "Holds when"')
+    assert text.index("versioned 3 writers: 90 schedules, 0 bad") < box
+    assert "no key is evicted" in text[box:]
+
+
+def test_put_is_one_step_but_not_all_or_nothing(cache):
+    """MULTI/EXEC does not roll back: a failed HSET leaves the EXPIRE applied."""
+    cache.set("user:1", "a string, not a hash")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        write_through.put(cache, "user:1", "Ada", 60)
+    assert cache.get("user:1") == "a string, not a hash"
+    assert 0 < cache.ttl("user:1") <= 60  # the EXPIRE still ran
