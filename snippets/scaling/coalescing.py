@@ -1,10 +1,12 @@
 """A stampede cure across processes: one process loads, the others are told the result.
 
-A reader that misses subscribes to ``loaded:<key>``, then tries to become the leader
-with ``SET loading:<key> token NX PX``. The leader loads the row, fills the cache and
-publishes the outcome (the value, or the error) on the channel; the followers wait for
-that message instead of polling. A follower that hears nothing before the leader's lock
-would have expired starts over, so a dead leader costs a wait, not a hang.
+A reader that misses subscribes to ``loaded:<key>``, then tries to become the leader by
+taking the kit's lease on the key (``snippets/lease.py``: ``SET {<key>}:lease <token>
+NX PX``). The leader loads the row, fills the cache with the lease's ``fill`` (refused
+if a write came since the lease was taken) and publishes the outcome (the value, or the
+error) on the channel; the followers wait for that message instead of polling. A
+follower that hears nothing before the leader's lease would have expired starts over,
+so a dead leader costs a wait, not a hang.
 
 Run it: ``python -m snippets.scaling.coalescing``.
 """
@@ -25,7 +27,7 @@ from snippets.backends import (
     user_key,
 )
 from snippets.faults import Crash, Faults, Intercept
-from snippets.scaling.mutex import acquire, release
+from snippets.lease import fill, release, take_lease
 from snippets.simulation import SimCache, SimDatabase, Simulation, fakeredis_on
 
 # --8<-- [end:imports]
@@ -66,13 +68,13 @@ def get_user_coalesced(
         pubsub = cache.pubsub(ignore_subscribe_messages=True)
         try:
             pubsub.subscribe(f"loaded:{key}")  # first: then no message is missed
-            token = acquire(cache, f"loading:{key}", lock_ms)
+            token = take_lease(cache, key, lock_ms)  # BEFORE any DB read
             if token is not None:
                 return _lead(cache, db, user_id, key, ttl, token)
             cached = cache.get(key)  # the leader may have finished before we subscribed
             if cached is not None:
                 return cached  # type: ignore[return-value]  # decoded: a str
-            deadline = clock() + lock_ms / 1000  # by then the leader's lock has expired
+            deadline = clock() + lock_ms / 1000  # by then the leader's lease is gone
             while (left := deadline - clock()) > 0:
                 message = pubsub.get_message(timeout=left)
                 if message is not None and message["type"] == "message":
@@ -88,22 +90,32 @@ def get_user_coalesced(
 def _lead(
     cache: Cache, db: Database, user_id: int, key: str, ttl: int, token: str
 ) -> str | None:
+    filled = False
     try:
         name = cache.get(key)  # a leader before us may have filled it a moment ago
         if name is None:
             rows = db.query("SELECT name FROM users WHERE id = ?", (user_id,))
             name = rows[0][0] if rows else None
             if name is not None:
-                cache.set(key, name, ex=ttl)
+                fill(cache, key, token, name, ttl)  # refused if a write came since
+                filled = True  # the fill freed the lease (or the write did)
     except Exception as error:  # tell the followers: they fail now, not at a timeout
         failure = f"{type(error).__name__}: {error}"
         cache.publish(f"loaded:{key}", json.dumps({"error": failure}))
         raise
     finally:
-        release(cache, f"loading:{key}", token)
+        if not filled:  # a hit, no row, or an error: free the lease at once
+            release(cache, key, token)
     cache.publish(f"loaded:{key}", json.dumps({"value": name}))
     return name  # type: ignore[return-value]  # decoded: a str
 # --8<-- [end:read]
+
+
+# --8<-- [start:write-race]
+def coalesced_read(cache: Cache, db: Database) -> str | None:
+    """A read of user 1 through coalescing, as an actor (alone, it leads)."""
+    return get_user_coalesced(cache, db, 1)
+# --8<-- [end:write-race]
 
 
 def miss_together(first: Cache, db: Database, n: int) -> list[str | None]:

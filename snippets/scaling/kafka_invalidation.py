@@ -17,14 +17,20 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from collections.abc import Iterable
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import redis
 
-from snippets.backends import Cache, Clock, make_cache, make_db, user_key
+from snippets.backends import (
+    DEFAULT_TTL, Cache, Clock, Database, check_name, make_cache, make_db, user_key,
+)
 from snippets.faults import Crash, Faults
 from snippets.patterns.cache_aside import get_user
+from snippets.scenarios import cache_agrees_with_db
+
+if TYPE_CHECKING:  # the explorer is loaded only by two_instances, when it runs
+    from snippets.explorer import Exploration, Returns
 
 # --8<-- [end:imports]
 
@@ -54,10 +60,14 @@ class Consumer(Protocol):
 
 
 # --8<-- [start:partitioner]
-def partition_for(key: str | bytes, partitions: int) -> int:
-    """The partition of a key: CRC32 of the key modulo the partition count,
-    the formula of librdkafka's default partitioner for keyed records. One
-    key, one partition: a key's events stay in the order they were produced.
+def partition_for(key: str | bytes, partitions: int, hash: str = "crc32") -> int:
+    """The partition of a key: a hash of the key modulo the partition count.
+
+    ``"crc32"``: librdkafka's default partitioner for keyed records
+    (``consistent_random``), so that of confluent-kafka in Python, Go and .NET
+    out of the box. ``"murmur2"``: the Java client's default, and librdkafka's
+    ``murmur2_random``. One key, one partition, for one hash: a key's events stay
+    in the order they were produced.
     """
     data = key.encode() if isinstance(key, str) else key
     if not isinstance(data, bytes) or not data:
@@ -66,15 +76,40 @@ def partition_for(key: str | bytes, partitions: int) -> int:
             or partitions <= 0):
         raise ValueError(
             f"partitions must be a positive integer, got {partitions!r}")
-    return zlib.crc32(data) % partitions
+    if hash == "crc32":
+        return zlib.crc32(data) % partitions
+    if hash == "murmur2":
+        return (murmur2(data) & 0x7FFFFFFF) % partitions  # Java's toPositive
+    raise ValueError(f"hash must be 'crc32' or 'murmur2', got {hash!r}")
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (the Java client's ``Utils.murmur2``): a signed 32-bit int."""
+    m, mask = 0x5BD1E995, 0xFFFFFFFF
+    h = (0x9747B28C ^ len(data)) & mask
+    whole = len(data) - len(data) % 4
+    for i in range(0, whole, 4):
+        k = int.from_bytes(data[i:i + 4], "little") * m & mask
+        k = (k ^ k >> 24) * m & mask
+        h = (h * m & mask) ^ k
+    rest = data[whole:]
+    for shift, byte in reversed(list(enumerate(rest))):
+        h ^= byte << (8 * shift)
+    if rest:
+        h = h * m & mask
+    h = (h ^ h >> 13) * m & mask
+    h ^= h >> 15
+    return h - (1 << 32) if h >= 1 << 31 else h
 # --8<-- [end:partitioner]
 
 
 # --8<-- [start:real]
-def kafka_clients(bootstrap_servers: str,
-                  group_id: str = "cache-invalidator") -> tuple[Any, Any]:
+def kafka_clients(bootstrap_servers: str, group_id: str = "cache-invalidator",
+                  partitioner: str = "consistent_random") -> tuple[Any, Any]:
     """A producer and a subscribed consumer on a real Kafka cluster: the
-    pattern functions below take them unchanged."""
+    pattern functions below take them unchanged. If any producer of the topic
+    is a Java client, pass ``partitioner="murmur2_random"``: the same key must
+    hash to the same partition in every producer."""
     try:
         from confluent_kafka import Consumer, Producer
     except ImportError as error:
@@ -83,10 +118,14 @@ def kafka_clients(bootstrap_servers: str,
     if not isinstance(bootstrap_servers, str) or not bootstrap_servers:
         raise ValueError("bootstrap_servers must be 'host:port,...', got "
                          f"{bootstrap_servers!r}")
+    if partitioner not in ("consistent_random", "murmur2_random"):
+        raise ValueError("partitioner must be 'consistent_random' (CRC32) or "
+                         f"'murmur2_random' (Java's), got {partitioner!r}")
     producer = Producer({
         "bootstrap.servers": bootstrap_servers,
         "enable.idempotence": True,  # retries cannot duplicate or reorder
-        "partitioner": "consistent_random",  # CRC32 of the key, as above
+        "acks": "all",  # stored by every in-sync replica (idempotence needs it)
+        "partitioner": partitioner,  # consistent_random: CRC32 of the key, as above
     })
     consumer = Consumer({
         "bootstrap.servers": bootstrap_servers,
@@ -414,6 +453,99 @@ def stale_for(message: Message, clock: Clock) -> float:
     _, produced_ms = message.timestamp()
     return clock() - produced_ms / 1000
 # --8<-- [end:drain]
+
+
+# --8<-- [start:order]
+def update_event(user_id: int, name: str, version: int) -> tuple[str, str]:
+    """The event "user N is now <name>", which carries the value, and the version
+    of the row that the write committed."""
+    key = user_key(user_id)  # validates user_id
+    event = {"type": "user.updated", "user_id": user_id, "name": check_name(name),
+             "version": version}
+    return key, json.dumps(event)
+
+
+def rename_and_publish(db: Database, producer: Producer, user_id: int,
+                       name: str) -> None:
+    """One app instance: commit the rename, reading the version it wrote in the same
+    transaction; then produce the event. Nothing orders this produce against the
+    produce of another instance that committed a moment later."""
+    with db.transaction():
+        db.execute("UPDATE users SET name = ?, version = version + 1 WHERE id = ?",
+                   (name, user_id))
+        [(version,)] = db.query("SELECT version FROM users WHERE id = ?", (user_id,))
+    key, event = update_event(user_id, name, version)
+    producer.produce(TOPIC, value=event, key=key)
+    if producer.flush(10) != 0:
+        raise RuntimeError(f"the event for {key} was not delivered")
+
+
+def apply_update(cache: Cache, message: Message) -> bool:
+    """An update-style consumer: the event's value goes into the cache, in log order."""
+    event = json.loads(message.value() or b"")
+    return bool(cache.set(user_key(event["user_id"]), event["name"], ex=DEFAULT_TTL))
+
+
+# Set the value only if the event's version is newer than the last one applied; the
+# version key shares the value's Redis Cluster slot (hash tag), as the script needs.
+SET_IF_NEWER = """
+local seen = tonumber(redis.call('GET', KEYS[2]) or '0')
+if tonumber(ARGV[2]) <= seen then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+
+
+def apply_if_newer(cache: Cache, message: Message) -> bool:
+    """The same, keeping only the newest version: False if the event is older."""
+    event = json.loads(message.value() or b"")
+    key = user_key(event["user_id"])
+    return cache.eval(SET_IF_NEWER, 2, key, f"{{{key}}}:version", event["name"],
+                      event["version"], DEFAULT_TTL) == 1
+
+
+def apply_delete(cache: Cache, message: Message) -> bool:
+    """This page's invalidator, as an ``apply``: delete the key, whatever the order."""
+    cache.delete(cache_key_of(message))
+    return True
+
+
+def apply_all(consumer: Consumer, cache: Cache,
+              apply: Callable[[Cache, Message], bool]) -> list[bool]:
+    """Apply every event on the log, in order, committing each after it."""
+    applied = []
+    while (message := consumer.poll(1.0)) is not None:
+        applied.append(apply(cache, message))
+        consumer.commit(message=message, asynchronous=False)
+    return applied
+# --8<-- [end:order]
+
+
+# --8<-- [start:order-race]
+def two_instances(apply: Callable[[Cache, Message], bool],
+                  make_cache: Callable[[], Cache] | None = None) -> Exploration:
+    """Two app instances rename user 1 ("A" and "B"), each committing, then
+    producing; every interleaving of their steps. Then a consumer applies the whole
+    log with ``apply``. Bad: the cache ends with a name the DB no longer holds."""
+    from snippets.explorer import explore  # loaded only by those who explore
+
+    def setup(cache: Cache, db: Database) -> None:
+        create_topic(cache, TOPIC, 3)
+        db.add_user(1, "old")
+
+    def instance(name: str) -> Callable[[Cache, Database], None]:
+        return lambda cache, db: rename_and_publish(db, StreamProducer(cache), 1, name)
+
+    def check(cache: Cache, db: Database, returns: Returns) -> str | None:
+        consumer = StreamConsumer(cache, "cache-updater")  # caught up, at the end
+        consumer.subscribe([TOPIC])
+        apply_all(consumer, cache, apply)
+        return cache_agrees_with_db(cache, db, returns)
+
+    return explore({"A": instance("A"), "B": instance("B")}, setup, check,
+                   make_cache=make_cache, reduce=False)
+# --8<-- [end:order-race]
 
 
 def make_log(log: Cache, partitions: int = 3) -> Cache:

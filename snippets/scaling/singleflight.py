@@ -6,6 +6,11 @@ cached: the next call after the flight lands runs ``fn`` again. ``forget(key)`` 
 the flight in progress, so a caller that arrives after a write cannot be handed a value
 read before it.
 
+The leader's load is the kit's read path (``snippets/lease.py``) with no waiting: it
+takes the lease on the key BEFORE its DB read and fills only if the lease still stands,
+so a write in between refuses its old row; if another process holds the lease, the
+leader loads without filling (singleflight coordinates its own process only).
+
 Run it: ``python -m snippets.scaling.singleflight``.
 """
 
@@ -21,6 +26,7 @@ from snippets.backends import (
     make_db, user_key,
 )
 from snippets.faults import Intercept
+from snippets.lease import invalidate, read_through
 
 # --8<-- [end:imports]
 
@@ -107,25 +113,32 @@ def get_user_once(
 
     def load() -> str | None:
         rows = db.query("SELECT name FROM users WHERE id = ?", (user_id,))
-        name = rows[0][0] if rows else None
-        if name is not None:
-            cache.set(key, name, ex=ttl)
-        return name
+        return rows[0][0] if rows else None
 
-    return group.do(key, load)
+    # The leader: look again, take the lease, load, fill with the lease; if another
+    # process holds the lease, load without filling (waits=0: no waiting on Redis).
+    return group.do(key, lambda: read_through(cache, key, load, ttl, waits=0))
 
 
 def update_user(
     cache: Cache, db: Database, group: Singleflight, user_id: int, name: str
 ) -> None:
-    """Write the DB, delete the key, and detach any load that began before the write."""
+    """Write the DB, delete the key and its lease, and detach any load that began
+    before the write."""
     key = user_key(user_id)
     check_name(name)
     if db.execute("UPDATE users SET name = ? WHERE id = ?", (name, user_id)) == 0:
         raise LookupError(f"no user with id {user_id}")
-    cache.delete(key)
+    invalidate(cache, key)  # DEL key and lease: a fill of the old row is refused
     group.forget(key)  # no caller from now on may join a flight of the old row
 # --8<-- [end:read]
+
+
+# --8<-- [start:write-race]
+def singleflight_read(cache: Cache, db: Database) -> str | None:
+    """A read of user 1 through a fresh group (alone, it leads), as an actor."""
+    return get_user_once(cache, db, Singleflight(), 1)
+# --8<-- [end:write-race]
 
 
 class Joins:
@@ -240,7 +253,7 @@ def main() -> None:
 
     read()
     update_user(cache, db, group, 1, "Ada Lovelace")
-    print("write user:1 -> UPDATE, DEL, forget"
+    print("write user:1 -> UPDATE, DEL key and lease, forget"
           f" (in flight: {group.in_flight('user:1')})")
     read()
 

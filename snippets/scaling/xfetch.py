@@ -9,6 +9,12 @@ rises as the expiry nears:
 
 so, with luck, one reader refreshes the entry while everyone else still gets hits.
 
+The refresh writes with the kit's lease (``snippets/lease.py``): the reader that draws a
+refresh takes the lease BEFORE its DB read and fills only if the lease still stands, so
+a write in between (which deletes the key and the lease) refuses the old row. A reader
+that draws a refresh while another holds the lease keeps serving the entry; a reader
+that finds no entry at all takes the kit's read path (one loads, the others wait).
+
 Run it: ``python -m snippets.scaling.xfetch``.
 """
 
@@ -18,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +33,8 @@ from snippets.backends import (
     Cache, Clock, Database, FakeClock, check_int, check_number, check_ttl, make_cache,
     make_db, user_key,
 )
+from snippets.lease import LEASE_MS, fill, read_through, release, take_lease
+from snippets.scenarios import agrees_with_db
 
 # --8<-- [end:imports]
 
@@ -51,18 +60,24 @@ def recompute_early(
 
 
 # --8<-- [start:read]
+def entry_of(name: str, delta: float, expiry: float) -> str:
+    """What XFetch caches: the value, its compute time and its logical expiry."""
+    if not 0 <= delta < math.inf:
+        raise ValueError(f"delta must be finite seconds, at least 0, got {delta!r}")
+    return json.dumps({"value": name, "delta": delta, "expiry": expiry})
+
+
 def store_entry(
     cache: Cache, key: str, name: str, delta: float, expiry: float, now: float
 ) -> None:
-    """Cache ``name`` with what XFetch needs: its compute time and its expiry."""
+    """Cache an entry that expires at ``expiry`` (to set one up; reads fill with the
+    lease)."""
     if not isinstance(key, str) or not key:
         raise ValueError(f"key must be a non-empty string, got {key!r}")
-    if not 0 <= delta < math.inf or not expiry > now:
-        raise ValueError(
-            f"need delta >= 0 and expiry after now, got {delta=}, {expiry=}, {now=}")
-    entry = json.dumps({"value": name, "delta": delta, "expiry": expiry})
+    if not expiry > now:
+        raise ValueError(f"need expiry after now, got {expiry=}, {now=}")
     ms = max(1, round((expiry - now) * 1000))
-    cache.set(key, entry, px=ms)  # Redis drops it at the expiry
+    cache.set(key, entry_of(name, delta, expiry), px=ms)  # Redis drops it at the expiry
 
 
 def get_user_xfetch(
@@ -74,24 +89,66 @@ def get_user_xfetch(
     clock: Clock,
     beta: float = 1.0,
     uniform: Uniform = random.random,
+    sleep: Callable[[float], object] = time.sleep,
+    lease_ms: int = LEASE_MS,
 ) -> str | None:
     """Cache-aside read that sometimes recomputes before the entry expires."""
     key, ttl = user_key(user_id), check_ttl(ttl)
     beta = check_number("beta", beta)
-    cached = cache.get(key)
-    if cached is not None:
-        entry = json.loads(cached)
-        u = 1.0 - uniform()  # random.random() is in [0, 1); the rule wants (0, 1]
-        if not recompute_early(clock(), entry["delta"], beta, entry["expiry"], u):
-            return entry["value"]  # a hit, and this reader leaves the refresh to others
-    start = clock()
-    rows = db.query("SELECT name FROM users WHERE id = ?", (user_id,))
-    name = rows[0][0] if rows else None
-    if name is not None:
+
+    def compute() -> str | None:  # the row, timed: its entry, or None if no row
+        start = clock()
+        rows = db.query("SELECT name FROM users WHERE id = ?", (user_id,))
         now = clock()
-        store_entry(cache, key, name, delta=now - start, expiry=now + ttl, now=now)
-    return name
+        return entry_of(rows[0][0], now - start, now + ttl) if rows else None
+
+    cached = cache.get(key)
+    if cached is None:  # expired or never cached: the kit's read path
+        loaded = read_through(cache, key, compute, ttl, sleep=sleep, lease_ms=lease_ms)
+        return None if loaded is None else json.loads(loaded)["value"]
+    entry = json.loads(cached)
+    u = 1.0 - uniform()  # random.random() is in [0, 1); the rule wants (0, 1]
+    if not recompute_early(clock(), entry["delta"], beta, entry["expiry"], u):
+        return entry["value"]  # a hit, and this reader leaves the refresh to others
+    token = take_lease(cache, key, lease_ms)  # BEFORE the DB read
+    if token is None:
+        return entry["value"]  # someone is refreshing it already: serve this one
+    try:
+        again = cache.get(key)  # a refresh may have landed since our GET
+        fresh = compute() if again in (None, cached) else None
+    except BaseException:
+        release(cache, key, token)
+        raise
+    if fresh is None:  # refreshed by someone else, or the row is gone
+        release(cache, key, token)
+        return None if again in (None, cached) else json.loads(again)["value"]
+    fill(cache, key, token, fresh, ttl)  # refused if a write came since the lease
+    return json.loads(fresh)["value"]
 # --8<-- [end:read]
+
+
+# --8<-- [start:write-race]
+def entry_cached(cache: Cache, db: Database) -> None:
+    """Before the race: user 1 is "old" in the DB, and cached as an entry of a
+    1-second computation that expires at t = 61 s."""
+    db.add_user(1, "old")
+    store_entry(cache, "user:1", "old", delta=1.0, expiry=61.0, now=0.0)
+
+
+def cached_value(cache: Cache) -> str | None:
+    cached = cache.get("user:1")
+    return None if cached is None else json.loads(cached)["value"]
+
+
+entry_agrees_with_db = agrees_with_db(cached_value)
+
+
+def xfetch_read(cache: Cache, db: Database) -> str | None:
+    """A read of user 1 at t = 60.5 s that draws U = 0.1, so it refreshes early (a
+    2.3 s head start), as an actor."""
+    return get_user_xfetch(cache, db, 1, ttl=60, clock=FakeClock(60.5),
+                           uniform=lambda: 0.9, sleep=lambda seconds: None)
+# --8<-- [end:write-race]
 
 
 # --8<-- [start:table]

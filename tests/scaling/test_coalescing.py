@@ -6,12 +6,16 @@ import re
 
 import pytest
 
+from snippets.explorer import reusing
+from snippets.lease import lease_key
 from snippets.scaling.coalescing import (
     another_process,
+    coalesced_read,
     get_user_coalesced,
     miss_together,
     simulate_processes,
 )
+from snippets.scaling.mutex import race_with_a_write
 from snippets.scaling.stampede import Load, simulate
 
 
@@ -19,7 +23,7 @@ from snippets.scaling.stampede import Load, simulate
 def test_processes_missing_at_once_cause_one_db_read(cache, ada, n):
     assert miss_together(cache, ada, n) == ["Ada"] * n
     assert ada.reads == 1
-    assert cache.get("user:1") == "Ada" and cache.exists("loading:user:1") == 0
+    assert cache.get("user:1") == "Ada" and cache.exists(lease_key("user:1")) == 0
 
 
 def test_another_process_shares_the_server_not_the_connection(cache):
@@ -32,17 +36,17 @@ def test_another_process_shares_the_server_not_the_connection(cache):
 def test_a_hit_needs_no_lock_and_no_channel(cache, ada):
     cache.set("user:1", "Ada (cached)")
     assert get_user_coalesced(cache, ada, 1) == "Ada (cached)"
-    assert ada.reads == 0 and cache.keys("loading:*") == []
+    assert ada.reads == 0 and cache.keys("*lease*") == []
 
 
 def test_followers_are_told_without_polling():
     outcomes, reads = simulate_processes(5)
     assert reads == 1
     assert [value for value, _ in outcomes] == ["Ada"] * 5
-    # leader: GET, SUBSCRIBE, SET NX, GET, SELECT (50 ms), SET, EVAL (release), PUBLISH
-    assert outcomes[0][1] == pytest.approx(0.057)
-    # a follower hears the PUBLISH (sent at 0.056) half a round trip later
-    assert all(done == pytest.approx(0.0565) for _, done in outcomes[1:])
+    # leader: GET, SUBSCRIBE, SET NX, GET, SELECT (50 ms), EVAL (the fill), PUBLISH
+    assert outcomes[0][1] == pytest.approx(0.056)
+    # a follower hears the PUBLISH (sent at 0.055) half a round trip later
+    assert all(done == pytest.approx(0.0555) for _, done in outcomes[1:])
 
 
 def test_followers_share_the_leaders_error():
@@ -65,10 +69,21 @@ def test_bad_leader_mode():
         simulate_processes(2, leader="slow")
 
 
-def test_one_db_read_per_expiry_under_load():
+def test_one_db_read_and_one_fill_per_expiry_under_load():
     for n in (10, 100):
-        assert simulate("coalescing", Load(readers=n)).db_reads == 1
+        outcome = simulate("coalescing", Load(readers=n))
+        assert (outcome.db_reads, outcome.fills) == (1, 1)
     assert simulate("coalescing", Load(readers=100, processes=4)).db_reads == 1
+
+
+def test_a_write_during_the_leaders_load_never_leaves_a_stale_value(cache):
+    found = race_with_a_write(coalesced_read, make_cache=reusing(cache))
+    assert (len(found.bad), found.total) == (0, 28)
+
+
+def test_with_a_plain_set_as_its_fill_the_same_race_ends_stale():
+    found = race_with_a_write(coalesced_read, plain=True)
+    assert (len(found.bad), found.total) == (1, 36)
 
 
 @pytest.mark.parametrize("kw, message", [

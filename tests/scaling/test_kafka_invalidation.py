@@ -7,11 +7,13 @@ import binascii
 import json
 import sys
 import types
+from pathlib import Path
 
 import pytest
 import redis
 
-from snippets.backends import FakeClock, make_db
+from snippets.backends import FakeClock, make_db, make_fake_cache
+from snippets.explorer import reusing
 from snippets.faults import Crash, Faults
 from snippets.patterns.cache_aside import get_user
 from snippets.scaling import kafka_invalidation
@@ -23,13 +25,22 @@ from snippets.scaling.kafka_invalidation import (
     cache_key_of,
     create_topic,
     drain,
+    apply_all,
+    apply_delete,
+    apply_if_newer,
+    apply_update,
     invalidate_next,
     kafka_clients,
     make_log,
+    murmur2,
     partition_for,
     publish_invalidation,
+    rename_and_publish,
     stale_for,
+    two_instances,
 )
+
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "scaling" / "kafka-invalidation.md"
 
 USERS = {1: "Ada", 2: "Grace", 3: "Edsger", 4: "Barbara", 5: "Donald"}
 
@@ -81,6 +92,28 @@ def test_partition_is_crc32_of_the_key_modulo_the_count():
         # binascii.crc32 is an independent implementation of the same CRC-32
         assert partition_for(key, 7) == binascii.crc32(key.encode()) % 7
         assert partition_for(key, 7) == partition_for(key.encode(), 7)
+
+
+@pytest.mark.parametrize("data, expected", [  # the vectors of Kafka's own Utils tests
+    (b"21", -973932308),
+    (b"foobar", -790332482),
+    (b"a-little-bit-long-string", -985981536),
+    (b"a-little-bit-longer-string", -1486304829),
+    (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+    (b"abc", 479470107),
+])
+def test_murmur2_is_the_java_clients_hash(data, expected):
+    assert murmur2(data) == expected
+
+
+def test_the_same_key_lands_in_different_partitions_under_crc32_and_murmur2():
+    keys = [f"user:{n}" for n in range(1, 7)]
+    crc32 = [partition_for(key, 3) for key in keys]
+    java = [partition_for(key, 3, "murmur2") for key in keys]
+    assert (crc32, java) == ([0, 1, 0, 0, 2, 2], [2, 2, 1, 1, 0, 1])
+    assert all(a != b for a, b in zip(crc32, java))  # six keys, six disagreements
+    with pytest.raises(ValueError, match="hash must be 'crc32' or 'murmur2'"):
+        partition_for("user:1", 3, "md5")
 
 
 def test_every_partition_gets_keys_and_one_key_keeps_its_partition():
@@ -428,9 +461,14 @@ def test_kafka_clients_configures_manual_commit_and_key_hashing(monkeypatch):
     assert made["Consumer"]["auto.offset.reset"] == "earliest"
     assert made["Producer"]["partitioner"] == "consistent_random"
     assert made["Producer"]["enable.idempotence"] is True
+    assert made["Producer"]["acks"] == "all"  # every in-sync replica has it
     assert made["subscribed"] == [TOPIC]
+    kafka_clients("kafka:9092", partitioner="murmur2_random")  # Java's hash
+    assert made["Producer"]["partitioner"] == "murmur2_random"
     with pytest.raises(ValueError, match="bootstrap_servers must be"):
         kafka_clients("")
+    with pytest.raises(ValueError, match="partitioner must be 'consistent_random'"):
+        kafka_clients("kafka:9092", partitioner="random")
 
 
 def test_kafka_clients_without_the_library_says_what_to_install(monkeypatch):
@@ -463,3 +501,80 @@ def test_stream_key_names_a_bad_topic():
     assert kafka_invalidation.stream_key(TOPIC, 2) == "log:cache-invalidation:2"
     with pytest.raises(ValueError, match="topic must be a non-empty string"):
         kafka_invalidation.stream_key("", 0)
+
+
+# --- produce order is not commit order --------------------------------------------------------
+
+
+def test_two_instances_that_commit_then_produce_can_reorder_an_update_consumer_ends_stale(cache):
+    found = two_instances(apply_update, make_cache=reusing(cache))
+    assert (len(found.bad), found.total) == (8, 20)
+    assert "A B B B A A" in [str(schedule) for schedule in found.bad]  # the one drawn
+
+
+def test_versions_in_the_events_restore_commit_order(cache):
+    found = two_instances(apply_if_newer, make_cache=reusing(cache))
+    assert (len(found.bad), found.total) == (0, 20)
+
+
+def test_a_delete_consumer_does_not_care_about_the_order():
+    found = two_instances(apply_delete)
+    assert (len(found.bad), found.total) == (0, 20)
+
+
+def test_an_older_version_is_refused_a_newer_one_lands(cache):
+    make_log(cache)
+    db = make_db()
+    db.add_user(1, "old")
+    rename_and_publish(db, StreamProducer(cache), 1, "A")  # version 2
+    rename_and_publish(db, StreamProducer(cache), 1, "B")  # version 3
+    consumer = StreamConsumer(cache, "updater")
+    consumer.subscribe([TOPIC])
+    messages = [consumer.poll() for _ in range(2)]
+    assert apply_if_newer(cache, messages[1]) is True  # B, version 3, first
+    assert apply_if_newer(cache, messages[0]) is False  # A, version 2, refused
+    assert cache.get("user:1") == "B" and cache.get("{user:1}:version") == "3"
+    assert apply_all(consumer, cache, apply_if_newer) == []
+
+
+def test_a_second_regions_group_deletes_before_its_replica_has_the_row(cache):
+    """Region B: `cache` is its cache; its replica is one write behind the primary."""
+    log = make_log(make_fake_cache())
+    primary, replica = make_db(), make_db()
+    for database in (primary, replica):
+        database.add_user(1, "Ada")
+    get_user(cache, replica, 1)
+    primary.execute("UPDATE users SET name = 'Ada King' WHERE id = 1")
+    publish_invalidation(StreamProducer(log), 1)
+    region_b = StreamConsumer(log, "region-b-cache")
+    region_b.subscribe([TOPIC])
+    assert [m.key() for m in drain(region_b, cache, StreamProducer(log))] == [b"user:1"]
+    assert get_user(cache, replica, 1) == "Ada"  # refilled from the lagging replica
+    replica.execute("UPDATE users SET name = 'Ada King' WHERE id = 1")
+    assert get_user(cache, replica, 1) == "Ada"  # stale until the TTL
+    assert 0 < cache.ttl("user:1") <= 300
+
+
+def test_the_topic_commands_on_the_page_name_the_durability_settings():
+    page = PAGE.read_text(encoding="utf-8")
+    commands = page.split("```bash", 2)[1].split("```", 1)[0]
+    assert commands.count("--replication-factor 3") == 2
+    assert commands.count("--config min.insync.replicas=2") == 2
+    assert commands.count("--config unclean.leader.election.enable=false") == 2
+
+
+@pytest.mark.parametrize("phrase", [
+    # False: a partition keeps produce order; two instances can commit T1, T2 and
+    # produce E2, E1 (8 of the 20 orders end stale with an update-style consumer).
+    "so the events about one user are handled in the order they\n  were written",
+    "per-key order is what guarantees it",
+    # Needs replication factor, min.insync.replicas, acks=all, no unclean election.
+    "| Event loss possible | not once the log has it |",
+    # The common advice is quoted, not described as "bonus"; the reader race has a name.
+    "as a bonus topic",
+    "race the common advice misses",
+    # The header of a table that quotes the common advice.
+    "| Claim | Holds? | Evidence |",
+])
+def test_the_page_no_longer_claims(phrase):
+    assert phrase not in PAGE.read_text(encoding="utf-8")

@@ -6,10 +6,12 @@ from __future__ import annotations
 import re
 import sqlite3
 import types
+from pathlib import Path
 
 import pytest
 
 from snippets.backends import FakeClock, make_db
+from snippets.explorer import reusing
 from snippets.faults import Crash, Faults
 from snippets.patterns.cache_aside import get_user
 from snippets.scaling import outbox
@@ -24,12 +26,24 @@ from snippets.scaling.kafka_invalidation import (
 from snippets.scaling.outbox import (
     create_outbox,
     crash_everywhere,
+    explore_id_order,
+    id_order_world,
+    later_id_commits_first,
+    nextval,
     relay,
+    relay_after_mark,
+    relayed_keys,
     run_scenario,
+    two_relays_at_once,
     unsent,
     update_then_publish,
     update_user,
+    write_with_id,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGE = ROOT / "docs" / "scaling" / "outbox.md"
+MODULE = ROOT / "snippets" / "scaling" / "outbox.py"
 
 
 @pytest.fixture
@@ -339,3 +353,60 @@ def test_a_wrong_argument_is_a_clear_type_error_and_writes_nothing(world, call, 
     assert world.db.writes == 0
     assert name_of(world.db, 1) == "Ada" and unsent(world.db) == 1
     assert world.consumer.lag() == 0
+
+
+# --- ids are allocated at INSERT, not at commit ------------------------------------------------
+
+
+def test_a_later_id_can_commit_first(cache):
+    db, clock = id_order_world(cache)
+    a, b = nextval(db), nextval(db)
+    write_with_id(db, b, 2, "Grace Hopper", clock)
+    assert [row[0] for row in outbox_rows(db)] == [2]  # id 1 is taken, not committed
+    write_with_id(db, a, 1, "Ada Lovelace", clock)
+    assert [row[0] for row in outbox_rows(db)] == [1, 2]
+
+
+def test_a_high_water_mark_relay_loses_the_event_whose_earlier_id_commits_later(cache):
+    assert later_id_commits_first(relay_after_mark, cache) == ["user:2"]
+
+
+def test_the_sent_at_is_null_relay_loses_nothing_when_a_later_id_commits_first(cache):
+    assert later_id_commits_first(relay, cache) == ["user:1", "user:2"]
+
+
+def test_every_interleaving_of_two_writers_and_a_relay(cache):
+    found = explore_id_order(relay_after_mark)
+    assert (len(found.bad), found.total) == (32, 216)
+    found = explore_id_order(relay, make_cache=reusing(cache))
+    assert (len(found.bad), found.total) == (0, 66)
+
+
+def test_two_relays_at_once_lose_nothing_and_publish_duplicates(cache):
+    found = two_relays_at_once(make_cache=reusing(cache))
+    assert (len(found.bad), found.total) == (0, 70)
+    assert found.outcomes == {"user:1": 2, "user:1 user:1": 68}
+
+
+def test_relayed_keys_reads_the_log_without_consuming_it(world):
+    update_user(world.db, 1, "Ada Lovelace", world.clock)
+    relay(world.db, producer(world), world.clock)
+    assert relayed_keys(world.cache) == relayed_keys(world.cache) == ["user:1"]
+    assert world.consumer.lag() == 1
+
+
+@pytest.mark.parametrize("phrase, where", [
+    # Wrong: an id is allocated at INSERT, not at commit (a later id can commit first).
+    ("-- publishing order", MODULE),
+    # Wrong: created_at is read at INSERT, before the commit.
+    ("commit time: the event's timestamp", MODULE),
+    # Contradicts the mutex page: a lock holder can outlive its lock; duplicates are
+    # what makes several relays safe (0 of 70 orders lose the event).
+    ("Run one relay at a time (a lease or a lock)", PAGE),
+    # The common advice is quoted, not described as "bonus".
+    ("as a bonus topic", PAGE),
+    # "always" without its model: a high-water-mark relay loses events.
+    ("but it always happens", PAGE),
+])
+def test_the_page_no_longer_claims(phrase, where):
+    assert phrase not in where.read_text(encoding="utf-8")

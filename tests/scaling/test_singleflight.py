@@ -7,12 +7,16 @@ import threading
 
 import pytest
 
+from snippets.explorer import reusing
+from snippets.lease import lease_key, take_lease
+from snippets.scaling.mutex import race_with_a_write
 from snippets.scaling.singleflight import (
     Joins,
     Singleflight,
     concurrent_misses,
     get_user_once,
     late_caller,
+    singleflight_read,
     update_user,
 )
 from snippets.scaling.stampede import Load, simulate
@@ -105,10 +109,34 @@ def test_update_deletes_key_and_forgets_flight(cache, ada):
     assert get_user_once(cache, ada, group, 1) == "Ada Lovelace"
 
 
-def test_one_db_read_per_process_under_load():
+def test_one_db_read_per_process_under_load_and_one_fill_in_all():
     for n in (10, 100):
-        assert simulate("singleflight", Load(readers=n)).db_reads == 1
-    assert simulate("singleflight", Load(readers=100, processes=4)).db_reads == 4
+        outcome = simulate("singleflight", Load(readers=n))
+        assert (outcome.db_reads, outcome.fills) == (1, 1)
+    outcome = simulate("singleflight", Load(readers=100, processes=4))
+    assert (outcome.db_reads, outcome.fills) == (4, 1)  # three leaders found the lease held
+
+
+def test_a_leader_that_finds_the_lease_held_loads_without_filling(cache, ada):
+    take_lease(cache, "user:1")  # another process's leader is loading
+    assert get_user_once(cache, ada, Singleflight(), 1) == "Ada"
+    assert ada.reads == 1 and cache.get("user:1") is None  # it did not wait, nor fill
+
+
+def test_update_deletes_the_lease_with_the_key(cache, ada):
+    token = take_lease(cache, "user:1")
+    update_user(cache, ada, Singleflight(), 1, "Ada Lovelace")
+    assert token and cache.exists(lease_key("user:1")) == 0
+
+
+def test_a_write_during_the_leaders_load_never_leaves_a_stale_value(cache):
+    found = race_with_a_write(singleflight_read, make_cache=reusing(cache))
+    assert (len(found.bad), found.total) == (0, 21)
+
+
+def test_with_a_plain_set_as_its_fill_the_same_race_ends_stale():
+    found = race_with_a_write(singleflight_read, plain=True)
+    assert (len(found.bad), found.total) == (1, 28)
 
 
 def test_simulated_events_work_with_the_real_group():

@@ -9,13 +9,19 @@ import re
 import pytest
 
 from snippets.backends import FakeClock
+from snippets.explorer import reusing
+from snippets.lease import lease_key, take_lease
 from snippets.scaling import xfetch
+from snippets.scaling.mutex import race_with_a_write
 from snippets.scaling.stampede import Load, simulate
 from snippets.scaling.xfetch import (
     early_expiration_table,
+    entry_agrees_with_db,
+    entry_cached,
     get_user_xfetch,
     recompute_early,
     store_entry,
+    xfetch_read,
 )
 
 
@@ -81,11 +87,51 @@ def test_table_is_deterministic_per_seed_and_changes_with_it():
     assert a != early_expiration_table((1.0,), seed=2)
 
 
-def test_under_stampede_load_a_few_recomputations_and_fast_readers():
+def test_under_stampede_load_one_read_one_fill_and_fast_readers():
     for n in (10, 100):
         outcome = simulate("XFetch", Load(readers=n))
-        assert 1 <= outcome.db_reads <= 10
+        assert (outcome.db_reads, outcome.fills) == (1, 1)  # the lease keeps it to one
         assert outcome.p99 < Load().db_latency  # no reader waited for the DB after expiry
+
+
+def test_a_reader_that_draws_a_refresh_while_the_lease_is_held_serves_the_entry(cache, ada):
+    store_entry(cache, "user:1", "Ada (cached)", delta=1.0, expiry=61, now=0)
+    take_lease(cache, "user:1")  # another reader is refreshing
+    got = get_user_xfetch(cache, ada, 1, ttl=60, clock=FakeClock(60.5), uniform=lambda: 0.9)
+    assert got == "Ada (cached)" and ada.reads == 0
+
+
+def test_a_refresh_that_landed_meanwhile_is_served_not_recomputed(cache, ada):
+    """The second look: between this reader's GET and its SET NX, another refresh
+    landed (and freed the lease); it serves that one and reads no DB."""
+    store_entry(cache, "user:1", "Ada (old)", delta=1.0, expiry=61, now=0)
+    landed = iter([True])
+
+    class Landing:
+        def __getattr__(self, name):
+            return getattr(cache, name)
+
+        def set(self, *args, **kwargs):  # the SET NX of the lease: first, a refresh lands
+            if next(landed, False):
+                store_entry(cache, "user:1", "Ada (new)", delta=1.0, expiry=121, now=60.5)
+            return cache.set(*args, **kwargs)
+
+    got = get_user_xfetch(Landing(), ada, 1, ttl=60, clock=FakeClock(60.5),
+                          uniform=lambda: 0.9)
+    assert got == "Ada (new)" and ada.reads == 0
+    assert cache.exists(lease_key("user:1")) == 0  # released
+
+
+def test_a_write_during_the_refresh_never_leaves_a_stale_value(cache):
+    found = race_with_a_write(xfetch_read, setup=entry_cached, check=entry_agrees_with_db,
+                              make_cache=reusing(cache))
+    assert (len(found.bad), found.total) == (0, 21)
+
+
+def test_with_a_plain_set_as_its_fill_the_same_race_ends_stale():
+    found = race_with_a_write(xfetch_read, plain=True, setup=entry_cached,
+                              check=entry_agrees_with_db)
+    assert (len(found.bad), found.total) == (1, 28)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 0.0, "1", None, True, float("inf")])
@@ -129,6 +175,8 @@ def test_bad_delta_beta_and_entry(cache):
         recompute_early(1, 1, 0, 2, 0.5)
     with pytest.raises(ValueError, match="key must be a non-empty string"):
         store_entry(cache, "", "Ada", 1.0, 10.0, 0.0)
-    with pytest.raises(ValueError, match="need delta >= 0 and expiry after now"):
+    with pytest.raises(ValueError, match="need expiry after now"):
         store_entry(cache, "user:1", "Ada", 1.0, 5.0, 5.0)
+    with pytest.raises(ValueError, match="delta must be finite seconds, at least 0"):
+        store_entry(cache, "user:1", "Ada", -1.0, 6.0, 5.0)
     assert cache.keys("*") == []
