@@ -1,0 +1,1 @@
+"""The appendix pages' data: one module per page of docs/appendix/."""
