@@ -84,7 +84,11 @@ def read_through(cache: Cache, key: str, load: Callable[[], str | None], ttl: in
             return str(cached)
         token = take_lease(cache, key, lease_ms)
         if token is not None:
-            value = load()
+            try:
+                value = load()
+            except BaseException:
+                release(cache, key, token)  # a failed load must not block fills
+                raise
             if value is None:
                 release(cache, key, token)  # nothing to cache: let the next one try
             else:

@@ -198,7 +198,7 @@ def unreduced(call: dict):
         return search.explore(**{**call, "reduce": "sleep"})
 
 
-FULL_LIMIT = 5_000  # schedules: a few seconds with every interleaving
+FULL_LIMIT = 1_000  # schedules: a second or two with every interleaving
 
 
 def record_explorations(monkeypatch: pytest.MonkeyPatch) -> list[dict]:

@@ -111,3 +111,13 @@ def test_a_dead_holder_costs_the_waiters_one_db_read_each_and_no_fill(cache, ada
 def test_bad_waits_are_clear_errors(cache, ada, waits, wait_ms, message):
     with pytest.raises(ValueError, match=message):
         read_through(cache, KEY, load_user(ada), 300, waits=waits, wait_ms=wait_ms)
+
+
+def test_a_load_that_fails_frees_the_lease_so_the_next_miss_can_fill(cache, ada):
+    def failing() -> str | None:
+        raise ConnectionError("the database went away")
+
+    with pytest.raises(ConnectionError):
+        read_through(cache, KEY, failing, 300)
+    assert cache.get(lease_key(KEY)) is None
+    assert get(cache, ada) == "Ada" and cache.get(KEY) == "Ada"

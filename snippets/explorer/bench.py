@@ -169,3 +169,19 @@ def bench(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     bench(sys.argv[1:])
+
+
+def runs_per_reduction() -> None:
+    """How many runs each reduction needs, on the small workloads: counts, the same on
+    every machine (the explorer page shows them)."""
+    print(f"{'workload':<52} {'none':>6} {'sleep':>11} {'dpor':>11}")
+    for title, make, _ in WORKLOADS[:4]:
+        cells = []
+        for reduce in (False, "sleep", True):
+            if reduce is False and len(make()) > 2:
+                cells.append(f"{'-':>6}")  # every interleaving: tens of thousands
+                continue
+            found = explore(make(), user_not_cached, reduce=reduce)
+            runs = f"{found.total}/{found.total + found.pruned}"  # schedules/runs
+            cells.append(f"{found.total:>6}" if reduce is False else f"{runs:>11}")
+        print(f"{title:<52} " + " ".join(cells))
