@@ -553,8 +553,10 @@ CLAIMS: dict[str, list[Claim]] = {
             "Then, as a stampede cure, one database read per expiry across "
             "processes. A holder that "
             "dies stalls the waiters for the lock time; a load that outlasts the "
-            "lock lets a second loader in.",
+            "lock lets a second loader in. Its fill must be the lease's: a plain SET "
+            "reopens the reader race.",
             ["scaling/mutex.md#each-claim-checked",
+             "scaling/mutex.md#a-write-during-the-load-the-fill-is-refused",
              "scaling/mutex.md#when-the-holder-dies",
              "scaling/mutex.md#why-the-token-and-why-in-one-step"],
         ),
@@ -577,23 +579,31 @@ CLAIMS: dict[str, list[Claim]] = {
         ),
         Claim(
             "Kafka-based cache invalidation",
-            "holds only when the consumer deletes before it commits its offset and "
-            "the writer cannot die between its commit and the produce",
+            "holds only when the consumer deletes before it commits its offset, "
+            "the writer cannot die between its commit and the produce, and the "
+            "topic is durable",
             "The log keeps an event until it is handled: a consumer that crashes "
             "before committing gets it again. Committing first loses it, and so "
-            "does a writer that dies before producing (an outbox closes that gap).",
+            "does a writer that dies before producing (an outbox closes that gap). "
+            "A partition keeps produce order, not commit order, so an update-style "
+            "consumer can end stale; and 'kept' needs replication, "
+            "min.insync.replicas and acks=all.",
             ["scaling/kafka-invalidation.md#delete-then-commit",
+             "scaling/kafka-invalidation.md#produce-order-is-not-commit-order",
              "scaling/kafka-invalidation.md#the-consumer-crashes-before-the-commit-the-event-comes-back",
              "scaling/outbox.md#the-gap-update-the-database-then-publish"],
         ),
         Claim(
             "Outbox pattern for reliability",
-            "holds",
+            "holds only when the relay picks every unsent row",
             "No invalidation is lost to a crash at any step or any pair of steps; "
-            "some are sent twice, which deletes make harmless. It makes invalidation "
+            "some are sent twice, which deletes make harmless. A relay that keeps a "
+            "high-water mark of ids instead loses an event whose earlier id commits "
+            "later. It makes invalidation "
             "reliable, not immediate, and a racing reader can still put the old "
             "value back.",
             ["scaling/outbox.md#a-crash-at-every-step-and-at-every-pair-of-steps",
+             "scaling/outbox.md#a-later-id-commits-first",
              "scaling/outbox.md#what-the-outbox-does-not-fix"],
         ),
     ],

@@ -1,11 +1,14 @@
 """Fixes for the reader race: leases, version-checked sets, and (not quite) double
 delete.
 
-- Leases, after "Scaling Memcache at Facebook": a reader that misses takes a token; a
-  write revokes every token; a set whose token was revoked is refused. Atomic with
-  WATCH/MULTI.
+- Leases, after "Scaling Memcache at Facebook": the kit's lease (snippets/lease.py), as
+  the production pattern uses it. A miss takes ``SET NX PX`` with a random token; the
+  fill lands only if the token still stands; a write deletes the key and its lease.
+  Also here: why a lease built on an ``INCR`` counter is not one (it starves fills of a
+  hot key, never expires, and leaves the key's cluster slot).
 - Version-checked sets: the cache holds "version:name"; a set never replaces a newer
-  version with an older one. Writers set the new version themselves.
+  version with an older one. Writers set the new version themselves. Under eviction
+  they break.
 - Delayed double delete: delete again a little later. It narrows the window; it does
   not close it.
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 # --8<-- [start:imports]
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import redis
 
@@ -29,6 +33,7 @@ from snippets.backends import (
     make_fake_cache,
     user_key,
 )
+from snippets.concurrency import production_pattern
 from snippets.concurrency.reader_race import (
     draw,
     explore_reader,
@@ -36,9 +41,11 @@ from snippets.concurrency.reader_race import (
     writer_and_two_readers,
 )
 from snippets.concurrency.update_vs_invalidate import (
+    Misses,
     Read,
     Write,
     cached_by,
+    overlapping_misses,
     two_writers,
 )
 from snippets.explorer import Actor, Exploration, Run, Schedule, explore, replay
@@ -48,34 +55,34 @@ from snippets.scenarios import user_not_cached
 # --8<-- [end:imports]
 
 
-# --8<-- [start:lease-read]
-def lease_key(user_id: int) -> str:
-    return f"{user_key(user_id)}:lease"
+# --8<-- [start:counter-lease]
+def counter_key(user_id: int) -> str:
+    return f"{user_key(user_id)}:lease"  # no hash tag: not the key's cluster slot
 
 
-def get_user_with_lease(cache: Cache, db: Database, user_id: int,
-                        ttl: int = DEFAULT_TTL) -> str | None:
-    """Cache-aside read, but a miss takes a lease token, and the fill needs it
-    still valid."""
-    key, lease, ttl = user_key(user_id), lease_key(user_id), check_ttl(ttl)
+def get_user_with_counter(cache: Cache, db: Database, user_id: int,
+                          ttl: int = DEFAULT_TTL) -> str | None:
+    """Cache-aside read, but a miss takes a token from a counter, and the fill needs
+    the counter to still hold it."""
+    key, counter, ttl = user_key(user_id), counter_key(user_id), check_ttl(ttl)
     cached = cache.get(key)
     if cached is not None:
         return cached  # type: ignore[return-value]  # decoded: a str
-    token = cache.incr(lease)  # a fresh token: any later INCR (a write) revokes it
+    token = cache.incr(counter)  # revokes every earlier token, a reader's too
     rows = db.query("SELECT name FROM users WHERE id = ?", (user_id,))
     if not rows:
         return None
-    set_if_lease_holds(cache, key, lease, token, rows[0][0], ttl)
+    set_if_counter_holds(cache, key, counter, token, rows[0][0], ttl)
     return rows[0][0]
 
 
-def set_if_lease_holds(cache: Cache, key: str, lease: str, token: int, value: str,
-                       ttl: int) -> bool:
-    """SET key, only if nobody has touched the lease since ``token`` was taken."""
+def set_if_counter_holds(cache: Cache, key: str, counter: str, token: int, value: str,
+                         ttl: int) -> bool:
+    """SET key, only if nobody has touched the counter since ``token`` was taken."""
     with cache.pipeline() as pipe:
-        pipe.watch(lease)  # EXEC is refused if the lease changes after this point
-        if pipe.get(lease) != str(token):
-            return False  # revoked by a write (or by a newer reader): do not fill
+        pipe.watch(counter)  # EXEC is refused if the counter changes after this point
+        if pipe.get(counter) != str(token):
+            return False  # revoked by a write, or by a newer reader: do not fill
         pipe.multi()
         pipe.set(key, value, ex=ttl)
         try:
@@ -83,24 +90,35 @@ def set_if_lease_holds(cache: Cache, key: str, lease: str, token: int, value: st
         except redis.WatchError:
             return False  # revoked between the check and the SET
     return True
-# --8<-- [end:lease-read]
 
 
-# --8<-- [start:lease-write]
-def update_user_revoking_lease(cache: Cache, db: Database, user_id: int,
-                               name: str) -> None:
-    """Write the DB, then delete the key and revoke outstanding leases, atomically."""
-    key, lease, name = user_key(user_id), lease_key(user_id), check_name(name)
+def update_user_revoking_counter(cache: Cache, db: Database, user_id: int,
+                                 name: str) -> None:
+    """Write the DB, then delete the key and move the counter on."""
+    key, counter, name = user_key(user_id), counter_key(user_id), check_name(name)
     changed = db.execute(
         "UPDATE users SET name = ?, version = version + 1 WHERE id = ?", (name, user_id)
     )
     if changed == 0:
         raise LookupError(f"no user with id {user_id}")
-    with cache.pipeline() as pipe:  # MULTI ... EXEC: both happen, or neither
-        pipe.delete(key)
-        pipe.incr(lease)  # every token handed out before now is revoked
+    with cache.pipeline() as pipe:  # MULTI ... EXEC: no other client runs in between,
+        pipe.delete(key)  # but nothing is rolled back if one of them fails
+        pipe.incr(counter)  # every token handed out before now is revoked
         pipe.execute()
-# --8<-- [end:lease-write]
+# --8<-- [end:counter-lease]
+
+
+# --8<-- [start:multi]
+def multi_after_a_failure(cache: Cache) -> list[Any]:
+    """MULTI, a command that fails when it runs, a command after it, EXEC. Redis runs
+    both: the failure is one reply among the others, and nothing is rolled back."""
+    cache.set(user_key(1), "old")
+    cache.rpush(counter_key(1), "not a counter")  # a list: INCR on it is WRONGTYPE
+    with cache.pipeline() as pipe:  # transaction=True: MULTI ... EXEC
+        pipe.incr(counter_key(1))  # fails inside EXEC
+        pipe.delete(user_key(1))  # runs anyway
+        return pipe.execute(raise_on_error=False)
+# --8<-- [end:multi]
 
 
 # --8<-- [start:versioned]
@@ -176,11 +194,19 @@ def update_user_double_delete(cache: Cache, db: Database, user_id: int, name: st
 # --8<-- [end:double-delete]
 
 
+def no_wait(seconds: float) -> None:
+    """Nor a real wait for the lease: a waiting reader's next GET is just a later step,
+    and the explorer tries it before and after every other step."""
+
+
 FIXES: dict[str, tuple[Read, Write]] = {
-    "leases": (get_user_with_lease, update_user_revoking_lease),
+    "leases": (functools.partial(production_pattern.get_user, sleep=no_wait),
+               production_pattern.update_user),
     "versioned-set": (get_user_versioned, update_user_versioned),
     "double-delete": (get_user, update_user_double_delete),
 }
+COUNTER_LEASE: tuple[Read, Write] = (get_user_with_counter,
+                                     update_user_revoking_counter)
 
 
 def current_name(read: Read) -> Callable[[Cache, Database, object], str | None]:
@@ -229,6 +255,30 @@ def explore_fix(fix: str, scenario: str,
                    make_cache=make_cache or make_fake_cache)
 
 
+def explore_counter_lease(scenario: str) -> Exploration:
+    """The counter lease, in "two writers" or "writer + reader": every interleaving."""
+    read, write = COUNTER_LEASE
+    actors, setup = {
+        "two writers": (two_writers(write), cached_by(read)),
+        "writer + reader": (writer_and_reader(write, read), user_not_cached),
+    }[scenario]
+    return explore(actors, setup, current_name(read), reduce=False,
+                   make_cache=make_fake_cache)
+
+
+def hot_key(readers: int = 100, gap: float = 0.01) -> dict[str, Misses]:
+    """``readers`` requests for user 1, one every ``gap`` seconds, and no writer: DB
+    reads and fills that landed, with the counter lease and with the kit's lease (each
+    DB read takes 50 ms, in virtual time)."""
+    counter = lambda cache, db, sleep: get_user_with_counter(cache, db, 1)  # noqa: E731
+
+    def lease(cache: Any, db: Any, sleep: Callable[[float], object]) -> object:
+        return production_pattern.get_user(cache, db, 1, sleep=sleep)
+
+    return {"counter lease": overlapping_misses(counter, readers, gap),
+            "lease": overlapping_misses(lease, readers, gap)}
+
+
 def print_fixes() -> None:
     """Bad schedules out of all explored, for every fix and scenario."""
     headers = ("two writers", "writer+reader", "writer+2 readers", "+ eviction")
@@ -252,7 +302,7 @@ def calls_alone(fix: str) -> tuple[int, int]:
     read, write = (get_user, update_user) if fix == "none" else FIXES[fix]
 
     def steps(actor: Actor, setup: Actor) -> int:
-        [schedule] = explore({"A": actor}, setup).examples.values()
+        [schedule] = explore({"A": actor}, setup, reduce=False).examples.values()
         return len(schedule)
 
     return (steps(lambda cache, db: read(cache, db, 1), user_not_cached),
@@ -267,17 +317,6 @@ def double_delete_race() -> Run:
 
 def double_delete_race_diagram() -> str:
     return draw(double_delete_race())
-
-
-def lease_refusal() -> Run:
-    """The reader race of the previous page, with leases: the late SET is refused."""
-    read, write = FIXES["leases"]
-    return replay(writer_and_reader(write, read), user_not_cached, "R R R W W R R",
-                  check=current_name(read))
-
-
-def lease_refusal_diagram() -> str:
-    return draw(lease_refusal(), final_state=True)
 
 
 def versioned_refusal() -> Run:

@@ -1,13 +1,14 @@
 """Under real threads: readers and writers hammer one cache and one SQLite, per
-strategy.
+strategy, with the last writes of every key contended and workers paused at random.
 
 The explorer proves, schedule by schedule, which strategies can leave a stale value.
-This load test checks the same prediction on real threads, against a real Redis when
-asked: bounded (by operation count AND by time), loopback only, and it stops by itself.
+This load test looks for the same outcomes on real threads, against a real Redis when
+asked: bounded (by a number of rounds AND by time), loopback only, and it stops by
+itself. Its figures are a sample: they can show a race happening, never its absence.
 
 Run it: ``python -m snippets.concurrency.load_test`` (fakeredis), or with a real Redis
 (its database is emptied): ``REDIS_URL=redis://127.0.0.1:6379/0 python -m
-snippets.concurrency.load_test --seconds 1``.
+snippets.concurrency.load_test --runs 10``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import fakeredis
 import redis
 
 from snippets.backends import Cache, Database, check_int, check_number, make_db
-from snippets.concurrency import production_pattern
 from snippets.concurrency.comparison import STRATEGIES
 from snippets.concurrency.update_vs_invalidate import Read, Write
 from snippets.scenarios import user_not_cached
@@ -114,13 +114,10 @@ def count_stale_reads(
 Strategy = tuple[Read, Write]
 CacheFactory = Callable[[], Cache]  # one client per thread, all of one server
 
-PRODUCTION = "production pattern"
-
 
 def strategies() -> dict[str, Strategy]:
-    """Every strategy of the comparison table, plus this site's production pattern."""
-    production = (production_pattern.get_user, production_pattern.update_user)
-    return {**STRATEGIES, PRODUCTION: production}
+    """Every strategy of the comparison table ("leases": the production pattern's)."""
+    return dict(STRATEGIES)
 
 
 def check_strategy(name: str) -> str:
@@ -155,18 +152,79 @@ def size(name: str, value: object, low: int, high: int) -> int:
 
 
 def check_sizes(
-    threads: int, writers: int | None, ops: int, seconds: float, keys: int
+    threads: int, writers: int | None, rounds: int, seconds: float, keys: int
 ) -> tuple[int, int, int, float, int]:
     """Refuse, before anything runs, a size that would not stop soon."""
     threads = size("threads", threads, 2, 64)
     writers = threads // 2 if writers is None else writers
     writers = size("writers", writers, 1, threads - 1)
-    ops = size("ops", ops, 1, 1_000_000)
+    rounds = size("rounds", rounds, 1, 1_000_000)
     keys = size("keys", keys, 1, 10_000)
     if check_number("seconds", seconds) > 60:
         raise ValueError(f"seconds must be at most 60, got {seconds!r}")
-    return threads, writers, ops, float(seconds), keys
+    return threads, writers, rounds, float(seconds), keys
+
+
+def check_pauses(pause: float, pause_ms: float) -> tuple[float, float]:
+    """A chance from 0 to 1, and a pause from 0 to 100 ms."""
+    if isinstance(pause, bool) or not isinstance(pause, (int, float)) \
+            or not 0 <= pause <= 1:
+        raise ValueError(f"pause must be a chance from 0 to 1, got {pause!r}")
+    if check_number("pause_ms", pause_ms) > 100:
+        raise ValueError(f"pause_ms must be at most 100, got {pause_ms!r}")
+    return float(pause), float(pause_ms)
 # --8<-- [end:inputs]
+
+
+# --8<-- [start:pauses]
+PAUSED = frozenset({"SET", "DEL", "EVAL", "EVALSHA", "INCRBY"})  # writes to the cache
+
+
+class Pauses:
+    """Pause a worker, now and then, just before it writes to the cache: a garbage
+    collection or a slow network at the worst moment. Which writes pause is drawn
+    from a seeded ``rng``, so a worker pauses at the same points in every run; what
+    varies is only how the other threads move meanwhile."""
+
+    def __init__(self, rng: random.Random, chance: float, seconds: float,
+                 sleep: Callable[[float], object] = time.sleep) -> None:
+        self.rng, self.chance, self.seconds, self.sleep = rng, chance, seconds, sleep
+        self.taken = 0
+
+    def maybe(self) -> None:
+        if self.rng.random() < self.chance:
+            self.taken += 1
+            self.sleep(self.seconds)
+
+    def stagger(self) -> None:
+        """Before a writer's write: a seeded delay of up to one pause, so the writes
+        of a round land one after another, with readers in between."""
+        self.sleep(self.rng.random() * self.seconds)
+
+    def wrap(self, cache: Cache) -> Cache:
+        """This worker's client, pausing before its cache writes (and EXECs)."""
+        send, pipeline = cache.execute_command, cache.pipeline
+
+        def execute_command(*args: Any, **options: Any) -> Any:
+            if str(args[0]).upper() in PAUSED:
+                self.maybe()
+            return send(*args, **options)
+
+        def paused_pipeline(*args: Any, **kwargs: Any) -> Any:
+            pipe = pipeline(*args, **kwargs)
+            execute = pipe.execute
+
+            def run(*a: Any, **k: Any) -> Any:
+                self.maybe()
+                return execute(*a, **k)
+
+            pipe.execute = run  # type: ignore[method-assign]
+            return pipe
+
+        cache.execute_command = execute_command  # type: ignore[method-assign]
+        cache.pipeline = paused_pipeline  # type: ignore[method-assign]
+        return cache
+# --8<-- [end:pauses]
 
 
 # --8<-- [start:run]
@@ -175,25 +233,34 @@ def run_load(
     *,
     threads: int = 4,
     writers: int | None = None,
-    ops: int = 2000,
+    rounds: int = 2000,
     seconds: float = 0.3,
-    keys: int = 4,
+    keys: int = 8,
+    pause: float = 0.3,
+    pause_ms: float = 2.0,
     cache_factory: CacheFactory | None = None,
     seed: int = 0,
+    sleep: Callable[[float], object] = time.sleep,
 ) -> dict[str, Any]:
-    """Run ``threads`` threads (``writers`` of them writing, the rest reading)
-    on ``keys`` users, each thread for ``ops`` operations or ``seconds``,
-    whichever ends first. Returns the counts and the staleness found."""
+    """Run ``threads`` threads (``writers`` of them writing, the rest reading) in
+    rounds, for ``rounds`` rounds or ``seconds``, whichever ends first. Each round is
+    about one key (in turn), not cached at its start, as in the explorer's writer +
+    reader: every writer writes it once, at the same time, and every reader reads it
+    until the writes are done, then once more. So the last writes of every key are
+    concurrent, and readers crowd them. Before each cache write a worker pauses
+    ``pause_ms`` with chance ``pause`` (seeded). Returns the counts and the staleness
+    found."""
     read, write = strategies()[check_strategy(strategy)]
-    threads, writers, ops, seconds, keys = check_sizes(
-        threads, writers, ops, seconds, keys
+    threads, writers, rounds, seconds, keys = check_sizes(
+        threads, writers, rounds, seconds, keys
     )
+    chance, pause_ms = check_pauses(pause, pause_ms)
     seed = size("seed", seed, 0, 2**32)
     factory = cache_factory or default_cache_factory()
     if not callable(factory):
         raise TypeError(f"cache_factory must be callable, got {factory!r}")
 
-    db, log, start = make_db(), Log(), threading.Barrier(threads)
+    db, log = make_db(), Log()
     db.conn.executescript(HISTORY_SQL)
     for user in range(1, keys + 1):
         db.add_user(user, f"u{user}-w0")
@@ -201,26 +268,57 @@ def run_load(
     main_cache.flushdb()  # every run starts from an empty cache
     names = itertools.count(1)  # unique values: each one names its write
     errors: list[BaseException] = []
+    pauses = [Pauses(random.Random(seed * 1000 + i), chance, pause_ms / 1000, sleep)
+              for i in range(threads)]
+
+    # One round at a time: the last thread to reach the barrier opens the next one.
+    now = {"round": -1, "user": 1, "stop": False, "writing": writers}
+    deadline: list[float] = []
+    written, lock = threading.Event(), threading.Lock()
+
+    def next_round() -> None:
+        if not deadline:
+            deadline.append(time.monotonic() + seconds)
+        now["round"] += 1
+        now["user"] = now["round"] % keys + 1
+        now["stop"] = now["round"] >= rounds or time.monotonic() >= deadline[0]
+        now["writing"] = writers
+        written.clear()
+        main_cache.delete(f"user:{now['user']}")  # the round's key starts uncached
+
+    barrier = threading.Barrier(threads, action=next_round, timeout=60)
 
     def work(index: int) -> None:
-        cache, rng = factory(), random.Random(seed * 1000 + index)
+        cache = pauses[index].wrap(factory())
         try:
-            start.wait()
-            deadline = time.monotonic() + seconds
-            for _ in range(ops):
-                if time.monotonic() >= deadline:
+            while True:
+                barrier.wait()
+                if now["stop"]:
                     break
-                user = rng.randint(1, keys)
+                user = int(now["user"])
                 if index < writers:
+                    pauses[index].stagger()
                     value = f"u{user}-w{next(names)}"
                     write(cache, db, user, value)
                     log.write_done(user, value)
+                    with lock:
+                        now["writing"] -= 1
+                        if now["writing"] == 0:
+                            written.set()
                 else:
-                    began = log.tick()
-                    log.read(user, began, read(cache, db, user))
+                    for _ in range(10_000):  # bounded, even if a writer never ends
+                        done = written.is_set()  # then this read began after them
+                        began = log.tick()
+                        log.read(user, began, read(cache, db, user))
+                        if done:
+                            break
+                        written.wait(pause_ms / 4000)  # read again soon, or once done
+        except threading.BrokenBarrierError:
+            pass  # another thread failed: reported by it
         except BaseException as error:  # reported by the main thread
             errors.append(error)
-            start.abort()
+            written.set()  # readers waiting for this round's writes: stop waiting
+            barrier.abort()
         finally:
             cache.close()
 
@@ -249,8 +347,10 @@ def run_load(
     reads = len(log.reads)
     return {
         "strategy": strategy,
+        "rounds": int(now["round"]),
         "reads": reads,
         "writes": len(log.writes),
+        "pauses": sum(p.taken for p in pauses),
         "stale_reads": stale_reads,
         "stale_per_million": round(stale_reads * 1_000_000 / reads) if reads else 0,
         "stale_keys": stale_keys,
@@ -307,15 +407,39 @@ def print_predictions(names: Iterable[str] | None = None) -> None:
         print(f"{name:<22}{cells[0]:>16}{cells[1]:>18}")
 
 
+# --8<-- [start:sample]
+def sample(names: Iterable[str], runs: int, **options: Any) -> list[dict[str, Any]]:
+    """``runs`` runs of each strategy (seeds ``seed``, ``seed`` + 1, ...): in how
+    many of them a stale read was served, and a key ended stale."""
+    runs = size("runs", runs, 1, 1000)
+    first = size("seed", options.pop("seed", 0), 0, 2**32)
+    rows = []
+    for name in names:
+        results = [run_load(name, seed=first + i, **options) for i in range(runs)]
+        rows.append({
+            "strategy": name,
+            "runs": runs,
+            "reads": sum(r["reads"] for r in results),
+            "stale_per_million": [r["stale_per_million"] for r in results],
+            "runs_with_stale_reads": sum(r["stale_reads"] > 0 for r in results),
+            "runs_ending_stale": sum(r["stale_keys"] > 0 for r in results),
+        })
+    return rows
+# --8<-- [end:sample]
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        f"{'strategy':<22}{'reads':>8}{'writes':>8}"
-        f"{'stale reads/M':>15}{'stale keys at end':>19}",
+        f"{'strategy':<20}{'runs':>5}{'reads':>9}{'stale reads/M':>20}"
+        f"{'runs with a':>13}{'runs ending':>13}",
+        f"{'':<20}{'':>5}{'':>9}{'(min to max)':>20}{'stale read':>13}{'stale':>13}",
     ]
     for row in rows:
+        low, high = min(row["stale_per_million"]), max(row["stale_per_million"])
+        spread = f"{low:,}" if low == high else f"{low:,} to {high:,}"
         lines.append(
-            f"{row['strategy']:<22}{row['reads']:>8}{row['writes']:>8}"
-            f"{row['stale_per_million']:>15}{row['stale_keys']:>19}"
+            f"{row['strategy']:<20}{row['runs']:>5}{row['reads']:>9}{spread:>20}"
+            f"{row['runs_with_stale_reads']:>13}{row['runs_ending_stale']:>13}"
         )
     return "\n".join(lines)
 
@@ -323,42 +447,47 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(
         prog="python -m snippets.concurrency.load_test",
-        description="Readers and writers on real threads, per strategy. "
-        "Set REDIS_URL to use a real Redis (its database is emptied).",
+        description="Readers and writers on real threads, per strategy, the last "
+        "writes of every key contended, workers paused at random. Set REDIS_URL to "
+        "use a real Redis (its database is emptied).",
     )
     option = parser.add_argument
     option("--threads", type=int, default=4, help="threads in all (default 4)")
     option("--writers", type=int, default=None, help="of which writers (half)")
-    option("--ops", type=int, default=2000, help="max ops per thread (2000)")
+    option("--rounds", type=int, default=2000, help="max rounds per run (2000)")
     option("--seconds", type=float, default=0.3, help="max seconds per run (0.3)")
-    option("--keys", type=int, default=4, help="users shared by all threads (4)")
-    option("--seed", type=int, default=0, help="seed of each thread's choices")
+    option("--keys", type=int, default=8, help="users, written in turn (8)")
+    option("--pause", type=float, default=0.3,
+           help="chance that a worker pauses before a cache write (0.3)")
+    option("--pause-ms", type=float, default=2.0, help="how long it pauses (2 ms)")
+    option("--runs", type=int, default=1, help="runs per strategy (1)")
+    option("--seed", type=int, default=0, help="seed of the first run's pauses")
     option("--strategy", action="append", help="run only these (repeatable)")
     args = parser.parse_args(argv)
     names = args.strategy or list(strategies())
     try:  # refuse bad input with a usage message, before anything runs
         for name in names:
             check_strategy(name)
-        check_sizes(args.threads, args.writers, args.ops, args.seconds, args.keys)
+        check_sizes(args.threads, args.writers, args.rounds, args.seconds, args.keys)
+        check_pauses(args.pause, args.pause_ms)
+        size("runs", args.runs, 1, 1000)
         size("seed", args.seed, 0, 2**32)
     except (ValueError, LookupError) as error:
         parser.error(str(error))
     url = os.environ.get("REDIS_URL")
-    backend = f"redis at {url}" if url else "fakeredis"
+    backend = "a real Redis" if url else "fakeredis"
     writers = args.writers or args.threads // 2
     print(
         f"{args.threads} threads ({writers} writing), {args.keys} keys, "
-        f"at most {args.ops} ops per thread or {args.seconds:g} s per strategy, "
+        f"{args.runs} runs of at most {args.rounds} rounds or {args.seconds:g} s "
+        f"per strategy, pauses of {args.pause_ms:g} ms at chance {args.pause:g}, "
         f"on {backend}"
     )
-    rows = []
-    for name in names:
-        rows.append(
-            run_load(
-                name, threads=args.threads, writers=args.writers, ops=args.ops,
-                seconds=args.seconds, keys=args.keys, seed=args.seed,
-            )
-        )
+    rows = sample(
+        names, args.runs, threads=args.threads, writers=args.writers,
+        rounds=args.rounds, seconds=args.seconds, keys=args.keys, pause=args.pause,
+        pause_ms=args.pause_ms, seed=args.seed,
+    )
     print(format_table(rows))
     return rows
 

@@ -1,8 +1,8 @@
-"""The production pattern: update the DB then delete the key; fill a miss under a
-lease.
+"""The production pattern: update the DB then delete the key and its lease; fill a miss
+under the kit's lease (snippets/lease.py).
 
-Plus the places where update-on-write is safe: sessions, feature flags, atomic
-counters.
+Plus where it breaks (a lagging read replica, a snapshot read), and the places where
+update-on-write is safe: sessions, feature flags, atomic counters.
 
 Run it: ``python -m snippets.concurrency.production_pattern`` (add
 ``REDIS_URL=redis://127.0.0.1:6379/0`` for a real Redis).
@@ -13,7 +13,7 @@ from __future__ import annotations
 # --8<-- [start:imports]
 import json
 import re
-import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,64 +27,24 @@ from snippets.backends import (
     make_db,
     user_key,
 )
+from snippets.lease import fill, invalidate, read_through, take_lease
 from snippets.scenarios import Check, cache_agrees_with_db, user_not_cached
 
 # --8<-- [end:imports]
 
-# --8<-- [start:lease]
-LEASE_TTL = 10  # seconds: a reader that dies holding a lease blocks fills this long
-
-
-def lease_key(key: str) -> str:
-    """The lease that guards filling ``key``: ``{user:1}:lease``. The braces
-    (a hash tag) put it in the same Redis Cluster slot as ``user:1``, as the
-    script and the two-key DEL below require."""
-    return f"{{{key}}}:lease"
-
-
-def take_lease(cache: Cache, key: str) -> str | None:
-    """On a miss, BEFORE reading the DB: claim the fill. None if taken."""
-    token = secrets.token_hex(8)
-    taken = cache.set(lease_key(key), token, nx=True, ex=LEASE_TTL)
-    return token if taken else None
-
-
-# Runs inside Redis, so nothing can happen between the check and the SET.
-FILL_IF_LEASE_HELD = """
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-redis.call('DEL', KEYS[2])
-return 1
-"""
-
-
-def fill(cache: Cache, key: str, token: str, value: str, ttl: int) -> bool:
-    """Set ``key`` only if our lease still stands; False if a write came."""
-    # The TTL stays the backstop for anything this does not foresee.
-    lease = lease_key(key)
-    return cache.eval(FILL_IF_LEASE_HELD, 2, key, lease, token, value, ttl) == 1
-
-
-# --8<-- [end:lease]
-
 
 # --8<-- [start:read]
-def get_user(
-    cache: Cache, db: Database, user_id: int, ttl: int = DEFAULT_TTL
-) -> str | None:
-    """Hit: return it. Miss: lease, read the DB, fill unless a write came."""
+def get_user(cache: Cache, db: Database, user_id: int, ttl: int = DEFAULT_TTL, *,
+             sleep: Callable[[float], object] = time.sleep) -> str | None:
+    """Hit: return it. Miss: the lease holder reads the DB and fills, unless a write
+    came; a miss without the lease waits for that fill (``sleep``: the clock)."""
     key, ttl = user_key(user_id), check_ttl(ttl)
-    cached = cache.get(key)
-    if cached is not None:
-        return cached  # type: ignore[return-value]  # decoded: a str
-    token = take_lease(cache, key)  # before the read: a later write voids it
-    rows = db.query("SELECT name FROM users WHERE id = ?", (user_id,))
-    if not rows:
-        return None  # nothing to cache (an unused lease expires by itself)
-    name = rows[0][0]
-    if token is not None:  # else another reader holds the lease and fills
-        fill(cache, key, token, name, ttl)
-    return name
+
+    def load() -> str | None:
+        rows = db.query("SELECT name FROM users WHERE id = ?", (user_id,))
+        return rows[0][0] if rows else None  # no row: nothing to cache
+
+    return read_through(cache, key, load, ttl, sleep=sleep)
 # --8<-- [end:read]
 
 
@@ -99,9 +59,41 @@ def update_user(cache: Cache, db: Database, user_id: int, name: str) -> None:
     )
     if changed == 0:
         raise LookupError(f"no user with id {user_id}")
-    # One DEL, two keys: any fill that read the old row is now refused.
-    cache.delete(key, lease_key(key))
+    invalidate(cache, key)  # DEL of key and lease: a fill that read the old row fails
 # --8<-- [end:write]
+
+
+# --8<-- [start:replica]
+class Replica(Database):
+    """A read replica that lags: it holds the primary's users as of its last
+    ``catch_up()``, as asynchronous replication does until it applies a change."""
+
+    def __init__(self, primary: Database) -> None:
+        super().__init__()
+        self.primary = primary
+        self.catch_up()
+
+    def catch_up(self) -> None:
+        """Apply everything the primary has committed (replication, not a query)."""
+        with self.primary.lock:
+            rows = self.primary.conn.execute(
+                "SELECT id, name, version FROM users").fetchall()
+        with self.lock:
+            self.conn.execute("DELETE FROM users")
+            self.conn.executemany(
+                "INSERT INTO users (id, name, version) VALUES (?, ?, ?)", rows)
+# --8<-- [end:replica]
+
+
+# --8<-- [start:snapshot]
+def two_connections(path: str) -> tuple[Database, Database]:
+    """Two connections to one SQLite file in WAL mode, as two application servers
+    would have. A transaction on one keeps reading the snapshot of its first read
+    while the other commits."""
+    first = Database(path)
+    first.conn.execute("PRAGMA journal_mode=WAL")
+    return first, Database(path)
+# --8<-- [end:snapshot]
 
 
 # --8<-- [start:session]
@@ -301,7 +293,7 @@ def race_refused() -> str:
     actors, setup, check = _user_claims()["writer + reader, production pattern"]
     run = replay(actors, setup, "R R R W W R", check=check)
     text = run.mermaid({"W": "Writer", "R": "Reader"})
-    text = re.sub(r'EVAL ".*?" 2', "EVAL fill-if-lease-held 2", text)
+    text = re.sub(r'EVAL ".*?" 2', "EVAL FILL 2", text)
     tokens = dict.fromkeys(re.findall(r'"([0-9a-f]{16})"', text))
     for number, token in enumerate(tokens, 1):
         text = text.replace(token, f"t{number}")

@@ -1,4 +1,5 @@
-"""The race the seed misses: invalidate-on-write with a concurrent reader.
+"""The reader race, a stale fill after the delete: invalidate-on-write with a
+concurrent reader.
 
 A reader misses and loads the old row; the writer updates the row and deletes the key;
 the reader then puts the old value back. Nothing deletes it again: it is stale until

@@ -120,35 +120,26 @@ class _Run:
         memo.results.append((False, result))
         return result
 
-    def before_step(self, position: int) -> None:
+    def before_step(self, position: int, footprint: Footprint) -> None:
         """With prefix replay: restore the state where the replayed prefix ends, and
         keep the state before every step taken for real, for the runs to come."""
         memo = self.memo
         if memo is None or position < memo.upto:
-            return
-        if position == memo.upto and memo.states[position:]:
+            return  # a replayed step: it will not touch the stores
+        if position == memo.upto and position < len(memo.states):
             del memo.states[position + 1 :], memo.results[position:]
-            restore(self.cache, self.db, memo.states[position], memo.db_is)
-            memo.db_is = memo.states[position].pages
-        elif position == len(memo.states):
+            state = memo.states[position]
+            restore(self.cache, self.db, state, memo.db_is)
+            memo.db_is = state.pages
+        else:  # a new step: keep the state before it
             last = self.footprints[position - 1] if position else frozenset()
-            memo.states.append(
-                take(
-                    self.cache,
-                    self.db,
-                    memo.states[-1] if memo.states else None,
-                    writes(last, "cache"),
-                    writes(last, "db"),
-                )
-            )
-            memo.db_is = memo.states[-1].pages
-        if writes(
-            self.footprints[position]
-            if position < len(self.footprints)
-            else frozenset(),
-            "db",
-        ):
-            memo.db_is = None
+            previous = memo.states[-1] if memo.states else None
+            state = take(self.cache, self.db, previous, writes(last, "cache"),
+                         writes(last, "db"))
+            memo.states.append(state)
+            memo.db_is = state.pages
+        if writes(footprint, "db"):
+            memo.db_is = None  # this step changes the database: its pages are unknown
 
 
 def run_once(
@@ -186,7 +177,7 @@ def run_once(
                     run.cut_short = True  # equivalent to a schedule already explored
                     break
                 chosen = next(a for a in live if a.name == name)
-                run.before_step(position)
+                run.before_step(position, chosen.pending)
                 run.chosen.append(name)
                 run.footprints.append(chosen.pending)
                 chosen.greenlet.switch()

@@ -430,3 +430,57 @@ def test_every_generated_diagram_in_the_docs_is_up_to_date():
     pages = sorted(docs_tool.DOCS.rglob("*.md"))
     assert docs_tool.update_diagrams(pages, write=False) == [], (
         "run: python -m snippets.explorer --diagrams")
+
+
+# DPOR, sleep sets and every interleaving agree.
+
+def cache_aside_world():
+    from snippets.patterns.cache_aside import get_user, update_user
+    return {"W1": lambda cache, db: update_user(cache, db, 1, "a"),
+            "W2": lambda cache, db: update_user(cache, db, 1, "b"),
+            "R": lambda cache, db: get_user(cache, db, 1)}
+
+
+@pytest.mark.parametrize("actors", [
+    WRITERS,
+    {"A": incr("k", 3), "B": incr("k", 2), "C": incr("j", 2)},
+    {"W": invalidating_writer("new"), "R1": lambda c, d: c.get("user:1"),
+     "R2": lambda c, d: d.query("SELECT name FROM users")},
+    cache_aside_world(),
+], ids=["two writers", "counters", "writer and two readers", "cache-aside, 3 actors"])
+def test_dpor_and_sleep_sets_find_every_outcome_every_interleaving_finds(actors):
+    full = explore(actors, user_not_cached, cache_agrees_with_db, reduce=False)
+    sleep = explore(actors, user_not_cached, cache_agrees_with_db, reduce="sleep")
+    dpor = explore(actors, user_not_cached, cache_agrees_with_db)
+    assert set(dpor.outcomes) == set(sleep.outcomes) == set(full.outcomes)
+    assert dpor.verdicts == sleep.verdicts == full.verdicts
+    assert dpor.total == sleep.total <= full.total  # one schedule per class, both ways
+    assert dpor.pruned <= sleep.pruned  # DPOR cuts fewer runs short
+
+
+def delete_first_world():
+    from snippets.concurrency.reader_race import delete_then_update
+    from snippets.patterns.cache_aside import get_user
+    return {"W": lambda cache, db: delete_then_update(cache, db, 1, "new"),
+            "R": lambda cache, db: get_user(cache, db, 1)}
+
+
+@pytest.mark.parametrize("world", [cache_aside_world, delete_first_world,
+                                   lambda: WRITERS],
+                         ids=["cache-aside, 3 actors", "delete first", "two writers"])
+@pytest.mark.parametrize("reduce", [False, True])
+def test_prefix_replay_counts_exactly_what_runs_from_scratch_count(world, reduce):
+    """The default world replays shared prefixes and restores the stores; a custom
+    one (here the same fakeredis made anew each run) runs every step. Same schedules,
+    same outcomes, same bad ones."""
+    actors = world()
+    replayed = explore(actors, user_not_cached, cache_agrees_with_db, reduce=reduce)
+    scratch = explore(actors, user_not_cached, cache_agrees_with_db, reduce=reduce,
+                      make_cache=make_fake_cache)
+    assert replayed.outcomes == scratch.outcomes
+    assert replayed.bad == scratch.bad and replayed.examples == scratch.examples
+
+
+def test_a_bad_reduction_is_a_clear_error():
+    with pytest.raises(ValueError, match="reduce is True, False, 'sleep' or 'dpor'"):
+        explore(WRITERS, reduce="fast")

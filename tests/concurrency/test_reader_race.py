@@ -1,9 +1,10 @@
-"""The race the seed misses: each claim of docs/concurrency/reader-race.md, on fakeredis and
-on a real Redis."""
+"""The reader race, a stale fill after the delete: each claim of
+docs/concurrency/reader-race.md, on fakeredis and on a real Redis."""
 
 from __future__ import annotations
 
 from itertools import permutations
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +128,51 @@ def test_every_race_drawn_on_the_page_is_bad_and_well_formed(race):
     text = draw(run)
     assert mermaid_problems(text) == []
     assert text.endswith(f"Note over R,D: {run.verdict}")  # the diagram says what is wrong
+
+
+# --- the wording of the page ------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGE = ROOT / "docs" / "concurrency" / "reader-race.md"
+TITLE = "The reader race: a stale fill after the delete"
+
+
+# The source note's old nickname on these pages, spelled apart so that `grep -w` for it
+# finds only random seeds.
+NICKNAME = "se" "ed"
+
+
+def page_text() -> str:
+    return " ".join(PAGE.read_text(encoding="utf-8").split())  # one line: wrapping aside
+
+
+@pytest.mark.parametrize("phrase", [
+    # No measurement on the site supports a rate per day; a count of orders is not one.
+    "several times a day",
+    "Rarely under light load",
+    # Counts of schedules read as shares of requests.
+    "1 of 10 interleavings",
+    "1 of 10 bad against 12 of 20",
+    # The event-driven page publishes from the application after the commit: a dual
+    # write, with the same gap as the DEL, not the database's change log.
+    "change log ([event-driven",
+    "driven by the database's own change log",
+    # The old title, and a word readers cannot know.
+    f"The race the {NICKNAME} misses",
+    NICKNAME,
+])
+def test_the_page_no_longer_claims(phrase):
+    assert phrase.lower() not in page_text().lower()
+
+
+def test_the_page_and_its_nav_entry_say_what_the_race_is():
+    assert PAGE.read_text(encoding="utf-8").startswith(f"# {TITLE}\n")
+    nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    assert f'- "{TITLE}": concurrency/reader-race.md' in nav
+
+
+def test_the_page_says_what_makes_a_delete_reliable_and_names_its_model():
+    text = page_text()
+    assert "change data capture: not covered yet" in text
+    assert "[event-driven invalidation](../patterns/event-driven.md) does, is the same gap" in text
+    assert '!!! info "Holds when"' in text

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from itertools import permutations
+from pathlib import Path
 
 import pytest
 
 from snippets.concurrency import update_vs_invalidate
-from snippets.concurrency.update_vs_invalidate import (two_writers, update_user_and_cache,
-                                                       user_in_cache)
+from snippets.concurrency.update_vs_invalidate import (Misses, overlapping_misses, two_writers,
+                                                       update_user_and_cache, user_in_cache)
 from snippets.explorer import explore, mermaid_problems, replay, reusing
 from snippets.patterns.cache_aside import get_user, update_user
 from snippets.scenarios import cache_agrees_with_db
@@ -44,7 +45,7 @@ def test_invalidate_on_write_is_never_bad_with_two_writers(cache):
     assert all(outcome.startswith("cache empty") for outcome in result.outcomes)
 
 
-def test_the_seeds_scenario_db_b_cache_a(cache):
+def test_the_common_advices_scenario_db_b_cache_a(cache):
     run = replay(two_writers(update_user_and_cache), user_in_cache, "A B B A",
                  check=cache_agrees_with_db, make_cache=reusing(cache))
     assert run.db.query("SELECT name FROM users WHERE id = 1") == [("B",)]
@@ -88,7 +89,63 @@ def test_bad_input_is_refused_and_nothing_is_written(cache, db, args, error, mes
     assert cache.get("user:1") is None and cache.get("user:7") == "someone else's"
 
 
-@pytest.mark.parametrize("draw", [update_vs_invalidate.seed_race_diagram,
+@pytest.mark.parametrize("draw", [update_vs_invalidate.two_writers_race_diagram,
                                   update_vs_invalidate.invalidate_same_order_diagram])
 def test_the_drawn_replays_are_well_formed_mermaid(draw):
     assert mermaid_problems(draw()) == []
+
+
+# --- what one DEL of a hot key costs ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("readers", [1, 10, 50])
+def test_one_delete_of_a_hot_key_costs_one_db_read_per_overlapping_reader(readers):
+    """Not "one extra database read": every reader that misses before the refill reads."""
+    cache_aside = lambda cache, db, sleep: get_user(cache, db, 1)  # noqa: E731
+    assert overlapping_misses(cache_aside, readers=readers) == Misses(readers, readers)
+
+
+def test_readers_that_arrive_after_the_refill_hit():
+    """The control: a reader that arrives once the first fill has landed costs nothing."""
+    def late_reader(cache, db, sleep):
+        sleep(0.1)  # in virtual time: after the first reader's 50 ms read and its fill
+        return get_user(cache, db, 1)
+
+    first = lambda cache, db, sleep: get_user(cache, db, 1)  # noqa: E731
+    both = iter([first, late_reader])
+    assert overlapping_misses(lambda c, d, s: next(both)(c, d, s), readers=2) == Misses(1, 1)
+
+
+# --- the wording of the page ------------------------------------------------------------------
+
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "concurrency" / "update-vs-invalidate.md"
+
+
+# The source note's old nickname on these pages, spelled apart so that `grep -w` for it
+# finds only random seeds.
+NICKNAME = "se" "ed"
+
+
+def page_text() -> str:
+    return " ".join(PAGE.read_text(encoding="utf-8").split())  # one line: wrapping aside
+
+
+@pytest.mark.parametrize("phrase", [
+    # A DEL of a hot key sends every reader that misses before the refill to the DB.
+    "it costs only one extra database read",
+    "only cost is one extra database read",
+    # The old title of the reader-race page, and a word readers cannot know.
+    f"The race the {NICKNAME} misses",
+    NICKNAME,
+    # A count of schedules is not a share of requests.
+    "1 of 10 interleavings",
+])
+def test_the_page_no_longer_claims(phrase):
+    assert phrase.lower() not in page_text().lower()
+
+
+def test_the_page_counts_what_one_delete_costs_and_names_its_model():
+    text = page_text()
+    assert "Misses(db_reads=10, fills=10)" in text
+    assert '!!! info "Holds when"' in text
+    assert "../appendix/common-claims.md" in text and "| Common claim |" in text
