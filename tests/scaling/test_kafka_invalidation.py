@@ -111,7 +111,7 @@ def test_the_same_key_lands_in_different_partitions_under_crc32_and_murmur2():
     crc32 = [partition_for(key, 3) for key in keys]
     java = [partition_for(key, 3, "murmur2") for key in keys]
     assert (crc32, java) == ([0, 1, 0, 0, 2, 2], [2, 2, 1, 1, 0, 1])
-    assert all(a != b for a, b in zip(crc32, java))  # six keys, six disagreements
+    assert all(a != b for a, b in zip(crc32, java, strict=True))  # six keys, six disagreements
     with pytest.raises(ValueError, match="hash must be 'crc32' or 'murmur2'"):
         partition_for("user:1", 3, "md5")
 
