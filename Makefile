@@ -56,7 +56,8 @@ lint: setup
 # pytest runs the browser tests too (tests/test_site.py: Chromium at /usr/bin/chromium);
 # outside CI they skip, saying why, when Chromium is missing.
 # The site is built once, strictly, into site/; the browser tests use that build
-# (SITE_DIR). pytest-xdist runs the tests on every core.
+# (SITE_DIR). pytest-xdist runs the tests on every core, a file per worker: the
+# examples of a page share one namespace, in order.
 test: setup lint
 	$(BIN)/mkdocs build --strict --quiet
 	SITE_DIR=site $(BIN)/pytest -n auto --dist loadfile

@@ -167,9 +167,6 @@ def bench(argv: list[str] | None = None) -> None:
                 )
 
 
-if __name__ == "__main__":
-    bench(sys.argv[1:])
-
 
 def runs_per_reduction() -> None:
     """How many runs each reduction needs, on the small workloads: counts, the same on
