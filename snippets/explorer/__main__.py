@@ -1,51 +1,42 @@
 """``python -m snippets.explorer``: the worked example; ``--bench [--old] [--full]``:
-the speed figures;
-``--diagrams [--check] [pages...]``: rewrite (or only compare) the generated diagrams;
-``--transcripts [--check] [pages...]``: the same for each page's ``>>> main()``
-output."""
+the speed figures; ``--diagrams [--check] [pages...]``: rewrite (or only compare) the
+generated diagrams; ``--transcripts [--check] [pages...]``: the same for each page's
+``>>> main()`` output."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
+def rewrite(what: str, update: Callable[[Sequence[Path], bool], list[str]],
+            pages: Sequence[Path], argv: Sequence[str]) -> None:
+    """Rewrite the generated ``what`` on ``pages`` (``--check``: only compare, and exit
+    with 1 if any differs)."""
+    check = "--check" in argv
+    changed = update(pages, not check)
+    verb = "differs" if check else "rewritten"
+    print("\n".join(f"{verb}: {c}" for c in changed) or f"every {what} is up to date")
+    if changed and check:
+        raise SystemExit(1)
+
+
 def main(argv: Sequence[str] = ()) -> None:
+    from snippets.explorer.pages import DOCS, update_diagrams, update_transcripts
+
+    named = [Path(arg) for arg in argv if not arg.startswith("--")]
     if "--bench" in argv:
         from snippets.explorer.bench import bench
 
         bench(list(argv))
     elif "--diagrams" in argv:
-        from snippets.explorer.pages import DOCS, update_diagrams
-
-        named = [Path(arg) for arg in argv if not arg.startswith("--")]
-        pages = named or sorted(DOCS.rglob("*.md"))
-        changed = update_diagrams(pages, write="--check" not in argv)
-        verb = "differs" if "--check" in argv else "rewritten"
-        print(
-            "\n".join(f"{verb}: {c}" for c in changed)
-            or "every generated diagram is up to date"
-        )
-        if changed and "--check" in argv:
-            raise SystemExit(1)
+        rewrite("generated diagram", update_diagrams,
+                named or sorted(DOCS.rglob("*.md")), argv)
     elif "--transcripts" in argv:
-        from snippets.explorer.pages import DOCS, update_transcripts
-
-        named = [Path(arg) for arg in argv if not arg.startswith("--")]
-        pages = named or sorted(
-            page
-            for section in ("patterns", "concurrency", "scaling")
-            for page in (DOCS / section).glob("*.md")
-        )
-        changed = update_transcripts(pages, write="--check" not in argv)
-        verb = "differs" if "--check" in argv else "rewritten"
-        print(
-            "\n".join(f"{verb}: {c}" for c in changed)
-            or "every main() transcript is up to date"
-        )
-        if changed and "--check" in argv:
-            raise SystemExit(1)
+        sections = ("patterns", "concurrency", "scaling", "appendix")
+        pages = sorted(page for name in sections for page in (DOCS / name).glob("*.md"))
+        rewrite("main() transcript", update_transcripts, named or pages, argv)
     else:
         from snippets.concurrency import explorer
 
