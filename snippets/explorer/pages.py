@@ -20,6 +20,12 @@ FENCE = re.compile(
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
+def words(*paths: Path) -> str:
+    """The files' text as one line of single spaces: a phrase matches however the
+    page wraps it (how the tests read a page for a claim it must or must not make)."""
+    return " ".join(" ".join(p.read_text(encoding="utf-8").split()) for p in paths)
+
+
 def render(ref: str) -> str:
     """The diagram text for ``module:function``."""
     module, _, function = ref.partition(":")

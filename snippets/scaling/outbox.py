@@ -204,14 +204,19 @@ def later_id_commits_first(how: Relay, cache: Cache) -> list[str]:
 def id_order_world(cache: Cache) -> tuple[Database, FakeClock]:
     """The outbox, the modelled sequence, the mark, two users, the topics."""
     db = make_db()
+    id_order_tables(db)
+    make_log(cache)
+    return db, FakeClock()
+
+
+def id_order_tables(db: Database) -> None:
+    """The outbox, the modelled sequence and the relay's mark, and two users."""
     create_outbox(db)
     db.conn.executescript(SEQUENCE_SCHEMA)
     db.conn.execute("INSERT INTO outbox_seq VALUES (0)")
     db.conn.execute("INSERT INTO relay_mark VALUES (0)")
     db.add_user(1, "Ada")
     db.add_user(2, "Grace")
-    make_log(cache)
-    return db, FakeClock()
 
 
 def relayed_keys(cache: Cache) -> list[str]:
@@ -233,12 +238,7 @@ def explore_id_order(how: Relay,
     from snippets.explorer import explore  # loaded only by those who explore
 
     def setup(cache: Cache, db: Database) -> None:
-        create_outbox(db)
-        db.conn.executescript(SEQUENCE_SCHEMA)
-        db.conn.execute("INSERT INTO outbox_seq VALUES (0)")
-        db.conn.execute("INSERT INTO relay_mark VALUES (0)")
-        db.add_user(1, "Ada")
-        db.add_user(2, "Grace")
+        id_order_tables(db)
         create_topic(cache, TOPIC, 3)
 
     def writer(user_id: int, name: str) -> Callable[[Cache, Database], None]:

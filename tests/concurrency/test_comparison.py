@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from snippets.explorer.pages import words
 from snippets.concurrency import fixes, production_pattern
 from snippets.concurrency.comparison import STRATEGIES, Cell, run_scenario, table
 from snippets.explorer import reusing
@@ -95,8 +96,6 @@ PAGE = Path(__file__).resolve().parents[2] / "docs" / "concurrency" / "compariso
 NICKNAME = "se" "ed"
 
 
-def page_text() -> str:
-    return " ".join(PAGE.read_text(encoding="utf-8").split())  # one line: wrapping aside
 
 
 @pytest.mark.parametrize("phrase", [
@@ -111,11 +110,11 @@ def page_text() -> str:
     f"The race the {NICKNAME} misses",
 ])
 def test_the_page_no_longer_claims(phrase):
-    assert phrase.lower() not in page_text().lower()
+    assert phrase.lower() not in words(PAGE).lower()
 
 
 def test_the_page_shows_the_eviction_result_in_the_table_and_names_its_model():
-    text = page_text()
+    text = words(PAGE)
     assert "versioned-set 0 bad of 70 0 bad of 126 6 bad of 140" in text
     assert '!!! info "Holds when"' in text and "| Common claim |" in text
 

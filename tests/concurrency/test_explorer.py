@@ -484,3 +484,16 @@ def test_prefix_replay_counts_exactly_what_runs_from_scratch_count(world, reduce
 def test_a_bad_reduction_is_a_clear_error():
     with pytest.raises(ValueError, match="reduce is True, False, 'sleep' or 'dpor'"):
         explore(WRITERS, reduce="fast")
+
+
+def test_the_pages_figures_for_each_reduction_are_computed():
+    """The prose under the explorer page's table repeats its last row: recompute it."""
+    from snippets.explorer.bench import counters
+    from snippets.explorer.pages import DOCS, words
+
+    sleep = explore(counters(3, 4, 3), user_not_cached, reduce="sleep")
+    dpor = explore(counters(3, 4, 3), user_not_cached)
+    assert dpor.total == sleep.total and dpor.pruned == 0
+    assert (f"DPOR and sleep sets find the same {dpor.total} classes of schedules of the "
+            f"last workload; sleep sets need {sleep.total + sleep.pruned} runs for them, "
+            f"DPOR {dpor.total + dpor.pruned}.") in words(DOCS / "concurrency" / "explorer.md")

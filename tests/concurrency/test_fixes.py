@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from redis.crc import key_slot
 
+from snippets.explorer.pages import words
 from snippets.backends import DEFAULT_TTL, Cache, Database, FakeClock, make_fake_cache
 from snippets.concurrency import fixes, production_pattern
 from snippets.concurrency.fixes import (COUNTER_LEASE, FIXES, calls_alone, counter_key,
@@ -288,8 +289,8 @@ NICKNAME = "se" "ed"
 
 def page_text() -> str:
     """The page and the module it shows, each on one line: wrapping aside."""
-    texts = [ROOT / "docs" / "concurrency" / "fixes.md", ROOT / "snippets" / "concurrency" / "fixes.py"]
-    return " ".join(" ".join(path.read_text(encoding="utf-8").split()) for path in texts)
+    return words(ROOT / "docs" / "concurrency" / "fixes.md",
+                 ROOT / "snippets" / "concurrency" / "fixes.py")
 
 
 @pytest.mark.parametrize("phrase", [

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from snippets.explorer.pages import words
 from snippets.backends import make_fake_cache
 from snippets.concurrency import load_test
 from snippets.concurrency.load_test import (Log, Pauses, count_stale_reads, run_load, sample,
@@ -350,8 +351,6 @@ def test_bad_seed_is_a_clear_error():
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "concurrency" / "load-test.md"
 
 
-def page_text() -> str:
-    return " ".join(PAGE.read_text(encoding="utf-8").split())  # one line: wrapping aside
 
 
 @pytest.mark.parametrize("phrase", [
@@ -367,11 +366,11 @@ def page_text() -> str:
     "Redis 7.0.15",
 ])
 def test_the_page_no_longer_claims(phrase):
-    assert phrase.lower() not in page_text().lower()
+    assert phrase.lower() not in words(PAGE).lower()
 
 
 def test_the_page_says_what_the_figures_can_and_cannot_show():
-    text = page_text()
+    text = words(PAGE)
     assert "a sample, not a proof" in text
     assert "runs ending stale" in text
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from snippets.explorer.pages import words
 from snippets.backends import DEFAULT_TTL, make_db
 from snippets.concurrency import production_pattern
 from snippets.concurrency.production_pattern import (
@@ -413,8 +414,6 @@ PAGE = Path(__file__).resolve().parents[2] / "docs" / "concurrency" / "productio
 NICKNAME = "se" "ed"
 
 
-def page_text() -> str:
-    return " ".join(PAGE.read_text(encoding="utf-8").split())  # one line: wrapping aside
 
 
 @pytest.mark.parametrize("phrase", [
@@ -434,11 +433,11 @@ def page_text() -> str:
     "1 bad schedule in 10",
 ])
 def test_the_page_no_longer_claims(phrase):
-    assert phrase.lower() not in page_text().lower()
+    assert phrase.lower() not in words(PAGE).lower()
 
 
 def test_the_page_states_its_model_and_where_it_breaks():
-    text = page_text()
+    text = words(PAGE)
     assert '!!! info "Holds when"' in text
     for heading in ("## Where it breaks", "### A lagging read replica", "### A snapshot read"):
         assert heading in text

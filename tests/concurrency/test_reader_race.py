@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from snippets.explorer.pages import words
 from snippets.backends import DEFAULT_TTL
 from snippets.concurrency import reader_race
 from snippets.concurrency.reader_race import (LONE_WRITER, delete_then_update, draw,
@@ -142,8 +143,6 @@ TITLE = "The reader race: a stale fill after the delete"
 NICKNAME = "se" "ed"
 
 
-def page_text() -> str:
-    return " ".join(PAGE.read_text(encoding="utf-8").split())  # one line: wrapping aside
 
 
 @pytest.mark.parametrize("phrase", [
@@ -162,7 +161,7 @@ def page_text() -> str:
     NICKNAME,
 ])
 def test_the_page_no_longer_claims(phrase):
-    assert phrase.lower() not in page_text().lower()
+    assert phrase.lower() not in words(PAGE).lower()
 
 
 def test_the_page_and_its_nav_entry_say_what_the_race_is():
@@ -172,7 +171,7 @@ def test_the_page_and_its_nav_entry_say_what_the_race_is():
 
 
 def test_the_page_says_what_makes_a_delete_reliable_and_names_its_model():
-    text = page_text()
+    text = words(PAGE)
     assert "change data capture: not covered yet" in text
     assert "[event-driven invalidation](../patterns/event-driven.md) does, is the same gap" in text
     assert '!!! info "Holds when"' in text

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from snippets.explorer.pages import words
 from snippets.concurrency import update_vs_invalidate
 from snippets.concurrency.update_vs_invalidate import (Misses, overlapping_misses, two_writers,
                                                        update_user_and_cache, user_in_cache)
@@ -126,8 +127,6 @@ PAGE = Path(__file__).resolve().parents[2] / "docs" / "concurrency" / "update-vs
 NICKNAME = "se" "ed"
 
 
-def page_text() -> str:
-    return " ".join(PAGE.read_text(encoding="utf-8").split())  # one line: wrapping aside
 
 
 @pytest.mark.parametrize("phrase", [
@@ -141,11 +140,11 @@ def page_text() -> str:
     "1 of 10 interleavings",
 ])
 def test_the_page_no_longer_claims(phrase):
-    assert phrase.lower() not in page_text().lower()
+    assert phrase.lower() not in words(PAGE).lower()
 
 
 def test_the_page_counts_what_one_delete_costs_and_names_its_model():
-    text = page_text()
+    text = words(PAGE)
     assert "Misses(db_reads=10, fills=10)" in text
     assert '!!! info "Holds when"' in text
     assert "../appendix/common-claims.md" in text and "| Common claim |" in text

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from snippets.explorer.pages import words
 from snippets.backends import user_key
 from snippets.explorer import replay, reusing
 from snippets.patterns.cache_aside import get_user, update_user
@@ -127,8 +128,6 @@ def test_a_missing_row_is_never_cached_so_every_read_of_it_reads_the_db(cache, d
     assert cache.dbsize() == 0
 
 
-def page_text() -> str:
-    return " ".join(PAGE.read_text(encoding="utf-8").split())
 
 
 @pytest.mark.parametrize("phrase", [
@@ -145,8 +144,8 @@ def page_text() -> str:
     "Claim (from the common advice)",
 ])
 def test_the_page_no_longer_claims(phrase):
-    assert phrase not in page_text()
+    assert phrase not in words(PAGE)
 
 
 def test_the_page_counts_ten_db_reads_for_ten_readers_in_flight():
-    assert "10 for one `DEL` with 10 readers in flight" in page_text()
+    assert "10 for one `DEL` with 10 readers in flight" in words(PAGE)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from snippets.explorer.pages import words
 from snippets.patterns import cache_aside
 from snippets.patterns.ttl import (
     CHANGES_IN_PLACE, REPLACES_THE_VALUE, ClockedCache, DeletesLost, expiry_spread, get_user,
@@ -459,9 +460,6 @@ def test_the_fault_passes_everything_but_delete_through(cache):
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def page_text() -> str:
-    """The page, its line breaks and indentation folded to single spaces."""
-    return " ".join((ROOT / "docs" / "patterns" / "ttl.md").read_text(encoding="utf-8").split())
 
 
 @pytest.mark.parametrize("phrase", [
@@ -477,11 +475,11 @@ def page_text() -> str:
     "Claim (from the common advice)",
 ])
 def test_the_page_no_longer_claims(phrase):
-    assert phrase not in page_text()
+    assert phrase not in words(ROOT / "docs" / "patterns" / "ttl.md")
 
 
 def test_the_page_shows_the_stale_fill_counterexample_as_measured():
-    assert f"(60, {stale_fill_window(60, 30)})" in page_text()  # (60, 90)
+    assert f"(60, {stale_fill_window(60, 30)})" in words(ROOT / "docs" / "patterns" / "ttl.md")  # (60, 90)
 
 
 def test_the_notebook_no_longer_calls_the_ttl_the_bound_on_staleness():

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from snippets.explorer.pages import words
 from snippets.backends import backend_name, make_fake_cache, make_redis_cache
 from snippets.explorer import explore
 from snippets.scenarios import user_not_cached
@@ -427,8 +428,6 @@ def test_cost_needs_a_callable(cache, db):
 WRITE_THROUGH_PAGE = Path(__file__).resolve().parents[2] / "docs" / "patterns" / "write-through.md"
 
 
-def page_text() -> str:
-    return " ".join(WRITE_THROUGH_PAGE.read_text(encoding="utf-8").split())
 
 
 @pytest.mark.parametrize("phrase", [
@@ -441,11 +440,11 @@ def page_text() -> str:
     "Claim (from the common advice)",
 ])
 def test_the_page_no_longer_claims(phrase):
-    assert phrase not in page_text()
+    assert phrase not in words(WRITE_THROUGH_PAGE)
 
 
 def test_the_page_states_the_model_of_its_zero_bad_counts():
-    text = page_text()
+    text = words(WRITE_THROUGH_PAGE)
     box = text.index('!!! info "Holds when"')
     assert text.index("versioned 3 writers: 90 schedules, 0 bad") < box
     assert "no key is evicted" in text[box:]
