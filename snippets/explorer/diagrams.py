@@ -19,6 +19,9 @@ def _mermaid_text(text: str) -> str:
     return " ".join(re.sub(r"[#{}<>]", "", text).split())
 
 
+STORE_NAMES = {"cache": "Redis", "db": "Database"}
+
+
 def draw(run: Run, labels: dict[str, str], final_state: bool, blocks: bool) -> str:
     names = list(run.returns)
     unknown = set(labels) - set(names)
@@ -29,7 +32,13 @@ def draw(run: Run, labels: dict[str, str], final_state: bool, blocks: bool) -> s
     lines += [
         f"    participant {ids[n]} as {_mermaid_text(labels.get(n, n))}" for n in names
     ]
-    lines += ["    participant R as Redis", "    participant D as Database"]
+    # Redis and the database always; any other store (a replica, a second region's
+    # Redis) as it first appears.
+    stores = {"cache": "R", "db": "D"}
+    for step in run.steps:
+        stores.setdefault(step.target, f"S{len(stores) - 1}")
+    lines += [f"    participant {id_} as {_mermaid_text(STORE_NAMES.get(store, store))}"
+              for store, id_ in stores.items()]
     finishing: dict[int, list[str]] = {}
     for name in names:
         finishing.setdefault(run.returns.ended.get(name, -1), []).append(name)
@@ -38,7 +47,7 @@ def draw(run: Run, labels: dict[str, str], final_state: bool, blocks: bool) -> s
             f"    Note over {ids[name]}: {_mermaid_text(_returned(run.returns[name]))}"
         )
     for index, step in enumerate(run.steps):
-        who, where = ids[step.actor], "R" if step.target == "cache" else "D"
+        who, where = ids[step.actor], stores[step.target]
         reply = "--x" if step.failed else "-->>"
         if blocks and step.inner:
             end = "ROLLBACK" if step.failed else "COMMIT"

@@ -28,7 +28,7 @@ NO_KEYS = {"MULTI", "UNWATCH", "PING", "ECHO"}  # local to one connection
 SCRIPTS = "(script cache)"  # EVAL and SCRIPT LOAD fill it; EVALSHA needs it
 
 
-def redis_footprint(args: Sequence[Any]) -> Footprint:
+def redis_footprint(args: Sequence[Any], store: str = "cache") -> Footprint:
     """The keys one Redis command touches, and whether it writes them."""
     command = str(args[0]).upper()
     write = command not in READ_COMMANDS
@@ -44,20 +44,31 @@ def redis_footprint(args: Sequence[Any]) -> Footprint:
         keys = []
     else:
         keys = ["*"]  # unknown: assume it touches everything
-    touched = {("cache", key.decode() if isinstance(key, bytes) else str(key), write)
+    touched = {(store, key.decode() if isinstance(key, bytes) else str(key), write)
                for key in keys}
     if command in ("EVAL", "EVALSHA", "SCRIPT"):
-        touched.add(("cache", SCRIPTS, command != "EVALSHA"))
+        touched.add((store, SCRIPTS, command != "EVALSHA"))
     return frozenset(touched)
 
 
-DB_READ: Footprint = frozenset({("db", "*", False)})   # a SELECT
-DB_WRITE: Footprint = frozenset({("db", "*", True)})   # any other, or a transaction
+def reading(store: str, key: str = "*") -> Footprint:
+    """A step that reads ``key`` (every key: "*") of ``store``."""
+    return frozenset({(store, key, False)})
 
 
-def sql_footprint(sql: str) -> Footprint:
+def writing(store: str, key: str = "*") -> Footprint:
+    """A step that may change ``key`` (every key: "*") of ``store``."""
+    return frozenset({(store, key, True)})
+
+
+DB_READ = reading("db")   # a SELECT
+DB_WRITE = writing("db")  # any other statement, or a transaction
+
+
+def sql_footprint(sql: str, store: str = "db") -> Footprint:
     """A SELECT reads the database; anything else may write it."""
-    return DB_READ if sql.lstrip().upper().startswith("SELECT") else DB_WRITE
+    select = sql.lstrip().upper().startswith("SELECT")
+    return reading(store) if select else writing(store)
 
 
 def dependent(first: Footprint, second: Footprint) -> bool:

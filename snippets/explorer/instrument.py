@@ -13,8 +13,8 @@ from typing import Any
 import greenlet
 
 from snippets.backends import Cache, Database
-from snippets.explorer.footprints import (DB_WRITE, Footprint, redis_footprint,
-                                          sql_footprint)
+from snippets.explorer.footprints import (Footprint, redis_footprint, sql_footprint,
+                                          writing)
 from snippets.explorer.memo import STATEFUL
 from snippets.explorer.text import as_text, redis_text, rows_text, show, sql_text
 # --8<-- [end:imports]
@@ -51,20 +51,51 @@ def _step(target: str, op: Callable[[], str], footprint: Callable[[], Footprint]
 # --8<-- [end:step]
 
 
-def instrument_cache(cache: Cache) -> Cache:
-    """Make every command of ``cache`` (and of its pipelines) a scheduled step.
-    Idempotent; outside an explored actor the client behaves exactly as before."""
+# --8<-- [start:own-step]
+def step(store: str, footprint: Footprint, call: Callable[[], tuple[str, Any]]) -> Any:
+    """One atomic step of a world's own: ``call()`` runs with nothing in between and
+    returns (what it did, its result); the text is drawn as a message to ``store``.
+    Replication, a failover, a message delivered: the explorer interleaves them like
+    any command. Outside the explorer it just calls."""
+    done: list[str] = []
+
+    def run() -> Any:
+        text, result = call()
+        done.append(text)
+        return result
+
+    return _step(store, lambda: done[-1] if done else "(failed)", lambda: footprint,
+                 run)
+# --8<-- [end:own-step]
+
+
+def instrument_world(cache: Cache, db: Database) -> tuple[Cache, Database]:
+    """Instrument the cache and the database, and every store they hold beside
+    themselves (a replica, a second region's Redis): ``stores()`` names them."""
+    for owner in (cache, db):
+        for store, part in getattr(owner, "stores", dict)().items():
+            if isinstance(part, Database):
+                instrument_db(part, store)
+            else:
+                instrument_cache(part, store)
+    return instrument_cache(cache), instrument_db(db)
+
+
+def instrument_cache(cache: Cache, store: str = "cache") -> Cache:
+    """Make every command of ``cache`` (and of its pipelines) a scheduled step on
+    ``store``. Idempotent; outside an explored actor the client behaves as before."""
     if getattr(cache, "_explorer_instrumented", False):
         return cache
     real_command, real_pipeline = cache.execute_command, cache.pipeline
 
     def execute_command(*args: Any, **options: Any) -> Any:
         _note_stateful(args)
-        return _step("cache", lambda: redis_text(args), lambda: redis_footprint(args),
+        return _step(store, lambda: redis_text(args),
+                     lambda: redis_footprint(args, store),
                      lambda: real_command(*args, **options))
 
     def pipeline(*args: Any, **kwargs: Any) -> Any:
-        return _instrument_pipeline(real_pipeline(*args, **kwargs))
+        return _instrument_pipeline(real_pipeline(*args, **kwargs), store)
 
     cache.execute_command = execute_command  # type: ignore[method-assign]
     cache.pipeline = pipeline  # type: ignore[method-assign]
@@ -72,7 +103,7 @@ def instrument_cache(cache: Cache) -> Cache:
     return cache
 
 
-def _instrument_pipeline(pipe: Any) -> Any:
+def _instrument_pipeline(pipe: Any, store: str) -> Any:
     """WATCH and the commands after it run at once: one step each. Commands queued after
     MULTI run at EXEC: all of them, atomically, as one step."""
     real_immediate, real_execute = pipe.immediate_execute_command, pipe.execute
@@ -82,7 +113,8 @@ def _instrument_pipeline(pipe: Any) -> Any:
         if str(args[0]).upper() == "WATCH":
             watched.extend(as_text(key) for key in args[1:])
         _note_stateful(args)
-        return _step("cache", lambda: redis_text(args), lambda: redis_footprint(args),
+        return _step(store, lambda: redis_text(args),
+                     lambda: redis_footprint(args, store),
                      lambda: real_immediate(*args, **options))
 
     def execute(*args: Any, **kwargs: Any) -> Any:
@@ -91,10 +123,10 @@ def _instrument_pipeline(pipe: Any) -> Any:
         parts = [redis_text(command) for command in queued]
         text = ", ".join(["MULTI", *parts, "EXEC"] if transaction else parts)
         footprint = frozenset().union(
-            *(redis_footprint(command) for command in queued),
-            {("cache", key, False) for key in watched})
+            *(redis_footprint(command, store) for command in queued),
+            {(store, key, False) for key in watched})
         try:
-            return _step("cache", lambda: text, lambda: footprint,
+            return _step(store, lambda: text, lambda: footprint,
                          lambda: real_execute(*args, **kwargs))
         finally:
             watched.clear()
@@ -104,18 +136,20 @@ def _instrument_pipeline(pipe: Any) -> Any:
     return pipe
 
 
-def instrument_db(db: Database) -> Database:
-    """Make every SQL statement, and every transaction as a whole, a scheduled step."""
+def instrument_db(db: Database, store: str = "db") -> Database:
+    """Make every SQL statement, and every transaction as a whole, a scheduled step on
+    ``store``."""
     if getattr(db, "_explorer_instrumented", False):
         return db
     real_query, real_execute, real_transaction = db.query, db.execute, db.transaction
 
     def query(sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        return _step("db", lambda: sql_text(sql, params), lambda: sql_footprint(sql),
+        return _step(store, lambda: sql_text(sql, params),
+                     lambda: sql_footprint(sql, store),
                      lambda: real_query(sql, params), shown_as=rows_text)
 
     def execute(sql: str, params: Sequence[Any] = ()) -> int:
-        return _step("db", lambda: sql_text(sql, params), lambda: DB_WRITE,
+        return _step(store, lambda: sql_text(sql, params), lambda: writing(store),
                      lambda: real_execute(sql, params))  # shown as the rows changed
 
     @contextmanager
@@ -126,19 +160,19 @@ def instrument_db(db: Database) -> Database:
                 yield tx
             return
         actor.run.stateful = True  # its statements run inside: prefix replay cannot
-        actor.wait_turn(DB_WRITE)  # the whole transaction is one step
+        actor.wait_turn(writing(store))  # the whole transaction is one step
         actor.in_step, actor.inner = True, []
         inner = actor.inner
         try:
             with real_transaction() as tx:
                 yield tx
         except Exception as error:
-            actor.record("db", lambda: _block(inner, "ROLLBACK"),
+            actor.record(store, lambda: _block(inner, "ROLLBACK"),
                          lambda error=error: show(error), failed=True, inner=inner)
             raise
         finally:
             actor.in_step, actor.inner = False, None
-        actor.record("db", lambda: _block(inner, "COMMIT"), lambda: "committed",
+        actor.record(store, lambda: _block(inner, "COMMIT"), lambda: "committed",
                      inner=inner)
 
     db.query, db.execute = query, execute  # type: ignore[method-assign]

@@ -30,7 +30,7 @@ class Step:
     """One atomic call, as it ran: who, on what, the command and what came back."""
 
     actor: str
-    target: str  # "cache" or "db"
+    target: str  # "cache", "db", or a store of the world's own ("DB replica")
     op: str  # e.g. 'GET user:1' or 'UPDATE users SET name = "B" WHERE id = 1'
     result: str  # e.g. 'nil', '"old"', '1 row', 'error ConnectionError'
     failed: bool = False

@@ -16,7 +16,7 @@ import greenlet
 
 from snippets.backends import Cache, Database
 from snippets.explorer.footprints import Footprint
-from snippets.explorer.instrument import instrument_cache, instrument_db
+from snippets.explorer.instrument import instrument_world
 from snippets.explorer.memo import Memo, restore, take, writes
 from snippets.explorer.records import Returns, Schedule, Step
 
@@ -157,7 +157,7 @@ def run_once(
     the replayed prefix replaces ``setup``."""
     if setup is not None and not (memo and memo.states):
         setup(cache, db)  # not an actor: runs straight through
-    run = _Run(instrument_cache(cache), instrument_db(db), recording, memo)
+    run = _Run(*instrument_world(cache, db), recording, memo)
     crew = [_Actor(name, fn, run) for name, fn in actors.items()]
     with _watchdog():
         try:
