@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from snippets.explorer.pages import words
-from snippets.concurrency import fixes, production_pattern
+from snippets.concurrency import comparison, fixes, production_pattern
 from snippets.concurrency.comparison import STRATEGIES, Cell, run_scenario, table
 from snippets.explorer import reusing
 
@@ -121,11 +121,11 @@ def test_the_page_shows_the_eviction_result_in_the_table_and_names_its_model():
 
 # --- every "Holds when" box of the section names the same model, in the same words -----------
 
-CANONICAL = {  # assumption -> where it breaks (a link), or "not covered yet"
-    "one Redis that never fails over or loses a write": "(failover: not covered yet)",
+CANONICAL = {  # assumption -> where it breaks (a link)
+    "one Redis that never fails over or loses a write": "(../distributed/failover.md)",
     "every read goes to the primary database and sees what committed before it":
-        "(production-pattern.md#where-it-breaks)",
-    "a database transaction is one step": "(explorer.md#the-model)",
+        "(../distributed/replica-lag.md)",
+    "a database transaction is one step": "(../distributed/snapshots.md)",
     "the key is deleted after the commit, not before":
         "(reader-race.md#deleting-first-makes-it-worse)",
     "every DEL reaches Redis": "(reader-race.md#a-delete-that-never-arrives)",
@@ -165,3 +165,33 @@ def test_every_guarantee_names_its_model_in_the_canonical_words(page):
             matches = [a for a in CANONICAL if item.startswith(a)]
             assert matches, f"{page}.md: not a canonical assumption: {item!r}"
             assert CANONICAL[matches[0]] in item, f"{page}.md: {item!r} links elsewhere"
+
+
+# Outside the basic model: the whole table, and what its prose says about each column.
+
+def test_the_page_shows_the_whole_table_the_code_computes():
+    assert comparison.page_table() == comparison.markdown_table()
+
+
+def test_a_lagging_replica_or_a_snapshot_breaks_leases_but_not_versioned_sets():
+    for scenario in ("replica lag", "snapshot read"):
+        assert comparison.run_beyond("leases", scenario).bad, scenario
+        assert not comparison.run_beyond("versioned-set", scenario).bad, scenario
+
+
+def test_a_failover_that_loses_the_write_breaks_every_strategy():
+    for strategy in STRATEGIES:
+        found = comparison.run_beyond(strategy, "failover")
+        assert found.bad, strategy
+        assert all("F" in schedule for schedule in found.bad)
+
+
+def test_a_second_reader_keeps_leases_and_versioned_sets_at_zero():
+    for strategy in ("leases", "versioned-set"):
+        assert not comparison.run_beyond(strategy, "stampede + write").bad
+    assert comparison.run_beyond("invalidate-on-write", "stampede + write").bad
+
+
+def test_an_unknown_scenario_names_the_known_ones():
+    with pytest.raises(LookupError, match="failover"):
+        comparison.run_beyond("leases", "meteor strike")

@@ -172,6 +172,6 @@ def test_the_page_and_its_nav_entry_say_what_the_race_is():
 
 def test_the_page_says_what_makes_a_delete_reliable_and_names_its_model():
     text = words(PAGE)
-    assert "change data capture: not covered yet" in text
+    assert "([change data capture](../distributed/cdc.md))" in text
     assert "[event-driven invalidation](../patterns/event-driven.md) does, is the same gap" in text
     assert '!!! info "Holds when"' in text

@@ -1,0 +1,1 @@
+"""The distributed-timing pages' examples: one module per page of docs/distributed/."""
