@@ -18,7 +18,7 @@ from snippets.explorer import search
 
 ROOT = Path(__file__).resolve().parents[1]
 SNIPPETS = ROOT / "snippets"
-SECTIONS = ("patterns", "concurrency", "distributed", "scaling", "appendix")
+SECTIONS = ("patterns", "concurrency", "distributed", "fleet", "scaling", "appendix")
 KIT = ("backends", "faults", "scenarios", "simulation", "explorer")
 
 

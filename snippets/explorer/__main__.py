@@ -34,7 +34,8 @@ def main(argv: Sequence[str] = ()) -> None:
         rewrite("generated diagram", update_diagrams,
                 named or sorted(DOCS.rglob("*.md")), argv)
     elif "--transcripts" in argv:
-        sections = ("patterns", "concurrency", "distributed", "scaling", "appendix")
+        sections = ("patterns", "concurrency", "distributed", "fleet", "scaling",
+                    "appendix")
         pages = sorted(page for name in sections for page in (DOCS / name).glob("*.md"))
         rewrite("main() transcript", update_transcripts, named or pages, argv)
     else:

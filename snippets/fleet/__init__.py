@@ -1,0 +1,1 @@
+"""The fleet pages' examples: one module per page of docs/fleet/."""
