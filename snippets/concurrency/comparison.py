@@ -124,7 +124,6 @@ def run_beyond(strategy: str, scenario: str,
     actors: dict[str, Callable[..., object]]  # of the world's own types
     if scenario == "stampede + write":  # two readers miss at once while W writes
         actors = dict(writer_and_two_readers(write, read))
-        make_cache = make_cache or make_fake_cache  # a fresh one per run: see below
     elif scenario == "replica lag":  # R reads a replica that applies W's commit late
         actors = {"R": lambda cache, db: read(cache, db.replica, 1),
                   "W": lambda cache, db: write(cache, db, 1, "new"),

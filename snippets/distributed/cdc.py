@@ -217,13 +217,6 @@ def read_user_1(cache: Cache, db: Database) -> str | None:
     return get_user(cache, db, 1)  # plain cache-aside: GET, SELECT on a miss, SET
 
 
-def fresh_db() -> Database:
-    """A new database for every run. (With the default one, the explorer replays a
-    run's first steps from the last run: a replayed lease step would leave the last
-    run's random token in Redis while the reader holds a new one.)"""
-    return make_db()
-
-
 def cdc_setup(cache: Cache, db: Database) -> None:
     """User 1 is "old" and not cached; the change stream starts after it."""
     user_not_cached(cache, db)
@@ -239,12 +232,12 @@ STRATEGIES: dict[str, Strategy] = {
         _outbox_catch_up, read_user_1, OutboxWorld, user_not_cached),
     "CDC": Strategy(
         lambda db, name: update_user(db, 1, name), poll_changes, catch_up,
-        read_user_1, fresh_db, cdc_setup),
+        read_user_1, make_db, cdc_setup),
     "CDC + lease": Strategy(
         lambda db, name: update_user(db, 1, name),
         lambda cache, db: poll_changes(cache, db, leases=True),
         lambda cache, db: catch_up(cache, db, leases=True),
-        lambda cache, db: production_pattern.get_user(cache, db, 1), fresh_db,
+        lambda cache, db: production_pattern.get_user(cache, db, 1), make_db,
         cdc_setup),
 }
 

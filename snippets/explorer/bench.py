@@ -1,7 +1,9 @@
 """The explorer's speed: ``python -m snippets.explorer --bench [--old] [--full]``.
 
 For each workload: schedules explored, runs (schedules plus runs cut short), seconds and
-schedules per second, with no reduction, with sleep sets and with DPOR. ``--old`` also
+schedules per second, with no reduction, with sleep sets and with DPOR; then the same by
+CPU time (the process's, every thread included), which other work on a busy machine
+disturbs far less than the wall clock. ``--old`` also
 runs the explorer as it was at BASELINE (one OS thread per actor, a fresh fakeredis per
 run, sleep sets), loaded from git history, on the same workloads in the same run;
 ``--full`` adds the two largest workloads with no reduction (about two minutes more, and
@@ -129,11 +131,17 @@ def old_explorer() -> ModuleType | None:
     return module
 
 
-def measure(run: Callable[[], Any]) -> tuple[int, int, float]:
-    started = time.perf_counter()
+def measure(run: Callable[[], Any]) -> tuple[int, int, float, float]:
+    started, cpu = time.perf_counter(), time.process_time()
     result = run()
-    seconds = time.perf_counter() - started
-    return result.total, result.total + result.pruned, seconds
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return result.total, result.total + result.pruned, seconds, cpu
+
+
+def row(title: str, mode: str, total: int, runs: int, seconds: float,
+        cpu: float) -> str:
+    return (f"{title:<52} {mode:<9} {total:>9} {runs:>6} {seconds:>7.2f} "
+            f"{total / seconds:>7.0f} {cpu:>7.2f} {total / cpu:>7.0f}")
 
 
 def bench(argv: list[str] | None = None) -> None:
@@ -143,28 +151,20 @@ def bench(argv: list[str] | None = None) -> None:
         print(f"(no git history: the explorer at {BASELINE} cannot be loaded)")
     print(
         f"{'workload':<52} {'reduction':<9} {'schedules':>9} {'runs':>6} "
-        f"{'seconds':>7} {'sched/s':>7}"
+        f"{'seconds':>7} {'sched/s':>7} {'cpu s':>7} {'per cpu':>7}"
     )
     for title, make, modes in WORKLOADS + (FULL if "--full" in argv else []):
         for mode in modes:
             reduce: bool | str = {"none": False, "dpor": True}.get(mode, mode)
             actors = make()
-            total, runs, seconds = measure(
+            print(row(title, mode, *measure(
                 lambda: explore(actors, user_not_cached, reduce=reduce)  # noqa: B023
-            )
-            print(
-                f"{title:<52} {mode:<9} {total:>9} {runs:>6} {seconds:>7.2f} "
-                f"{total / seconds:>7.0f}"
-            )
+            )))
             if old is not None and mode != "dpor":  # it had sleep sets or nothing
                 sleep = mode == "sleep"
-                total, runs, seconds = measure(
+                print(row("  the same, explorer at " + BASELINE, mode, *measure(
                     lambda: old.explore(actors, user_not_cached, reduce=sleep)  # noqa: B023
-                )
-                print(
-                    f"{'  the same, explorer at ' + BASELINE:<52} {mode:<9} "
-                    f"{total:>9} {runs:>6} {seconds:>7.2f} {total / seconds:>7.0f}"
-                )
+                )))
 
 
 

@@ -6,6 +6,7 @@ explored actor an instrumented client behaves exactly as before."""
 from __future__ import annotations
 
 # --8<-- [start:imports]
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import greenlet
 
 from snippets.backends import Cache, Database
+from snippets.explorer.direct import go_direct
 from snippets.explorer.footprints import (Footprint, redis_footprint, sql_footprint,
                                           writing)
 from snippets.explorer.memo import STATEFUL
@@ -26,21 +28,24 @@ def current_actor() -> Any:
 
 
 # --8<-- [start:step]
-def _step(target: str, op: Callable[[], str], footprint: Callable[[], Footprint],
-          call: Callable[[], Any], shown_as: Callable[[Any], str] = show) -> Any:
-    """Run ``call`` as one scheduled step of the actor making it."""
+def _step(target: str, op: Callable[[], str], footprint: Footprint,
+          call: Callable[[], Any], shown_as: Callable[[Any], str] = show,
+          request: Any = None) -> Any:
+    """Run ``call`` as one scheduled step of the actor making it. ``request`` (the
+    command and its arguments) tells prefix replay whether this run asks what the
+    last one asked at this point."""
     actor = current_actor()
     if actor is None or actor.in_step:  # setup, a check, or a call inside a transaction
         if actor is None or actor.inner is None:
             return call()
-        result = call()
+        result = actor.saw(call)  # noted: what the actor acts on
         if actor.run.recording:  # drawn inside the transaction
             actor.inner.append((op(), shown_as(result)))
         return result
-    actor.wait_turn(footprint())  # pause here until the scheduler picks this actor
+    actor.wait_turn(footprint)  # pause here until the scheduler picks this actor
     actor.in_step = True
-    try:
-        result = actor.run.call(call)  # or what it returned last time: prefix replay
+    try:  # the call, or what it returned last time (prefix replay)
+        result = actor.saw(lambda: actor.run.call(call, request))
     except Exception as error:
         actor.record(target, op, lambda error=error: show(error), failed=True)
         raise
@@ -64,7 +69,7 @@ def step(store: str, footprint: Footprint, call: Callable[[], tuple[str, Any]]) 
         done.append(text)
         return result
 
-    return _step(store, lambda: done[-1] if done else "(failed)", lambda: footprint,
+    return _step(store, lambda: done[-1] if done else "(failed)", footprint,
                  run)
 # --8<-- [end:own-step]
 
@@ -86,13 +91,12 @@ def instrument_cache(cache: Cache, store: str = "cache") -> Cache:
     ``store``. Idempotent; outside an explored actor the client behaves as before."""
     if getattr(cache, "_explorer_instrumented", False):
         return cache
+    go_direct(cache)  # a fakeredis: straight to its handlers, no RESP in between
     real_command, real_pipeline = cache.execute_command, cache.pipeline
 
     def execute_command(*args: Any, **options: Any) -> Any:
-        _note_stateful(args)
-        return _step(store, lambda: redis_text(args),
-                     lambda: redis_footprint(args, store),
-                     lambda: real_command(*args, **options))
+        return _step(store, lambda: redis_text(args), _command(args, store),
+                     lambda: real_command(*args, **options), request=args)
 
     def pipeline(*args: Any, **kwargs: Any) -> Any:
         return _instrument_pipeline(real_pipeline(*args, **kwargs), store)
@@ -112,10 +116,8 @@ def _instrument_pipeline(pipe: Any, store: str) -> Any:
     def immediate_execute_command(*args: Any, **options: Any) -> Any:
         if str(args[0]).upper() == "WATCH":
             watched.extend(as_text(key) for key in args[1:])
-        _note_stateful(args)
-        return _step(store, lambda: redis_text(args),
-                     lambda: redis_footprint(args, store),
-                     lambda: real_immediate(*args, **options))
+        return _step(store, lambda: redis_text(args), _command(args, store),
+                     lambda: real_immediate(*args, **options), request=args)
 
     def execute(*args: Any, **kwargs: Any) -> Any:
         queued = [command for command, _ in pipe.command_stack]
@@ -126,8 +128,9 @@ def _instrument_pipeline(pipe: Any, store: str) -> Any:
             *(redis_footprint(command, store) for command in queued),
             {(store, key, False) for key in watched})
         try:
-            return _step(store, lambda: text, lambda: footprint,
-                         lambda: real_execute(*args, **kwargs))
+            return _step(store, lambda: text, footprint,
+                         lambda: real_execute(*args, **kwargs),
+                         request=tuple(tuple(command) for command in queued))
         finally:
             watched.clear()
 
@@ -144,13 +147,14 @@ def instrument_db(db: Database, store: str = "db") -> Database:
     real_query, real_execute, real_transaction = db.query, db.execute, db.transaction
 
     def query(sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        return _step(store, lambda: sql_text(sql, params),
-                     lambda: sql_footprint(sql, store),
-                     lambda: real_query(sql, params), shown_as=rows_text)
+        return _step(store, lambda: sql_text(sql, params), _sql(sql, store),
+                     lambda: real_query(sql, params), shown_as=rows_text,
+                     request=(sql, tuple(params)))
 
     def execute(sql: str, params: Sequence[Any] = ()) -> int:
-        return _step(store, lambda: sql_text(sql, params), lambda: writing(store),
-                     lambda: real_execute(sql, params))  # shown as the rows changed
+        return _step(store, lambda: sql_text(sql, params), writing(store),
+                     lambda: real_execute(sql, params),  # shown as the rows changed
+                     request=(sql, tuple(params)))
 
     @contextmanager
     def transaction() -> Iterator[Database]:
@@ -185,7 +189,23 @@ def _block(inner: list[tuple[str, str]], end: str) -> str:
     return ", ".join(["BEGIN", *(text for text, _ in inner), end])
 
 
-def _note_stateful(args: Sequence[Any]) -> None:
-    actor = current_actor()
-    if actor is not None and str(args[0]).upper() in STATEFUL:
+def _command(args: tuple[Any, ...], store: str) -> Footprint:
+    """The footprint of a Redis command; a command that leaves state on a connection
+    turns prefix replay off."""
+    try:
+        footprint, stateful = _known_command(args, store)
+    except TypeError:  # an argument that cannot be a dictionary key
+        footprint, stateful = _known_command.__wrapped__(args, store)
+    if stateful and (actor := current_actor()) is not None:
         actor.run.stateful = True
+    return footprint
+
+
+@functools.lru_cache(maxsize=4096)
+def _known_command(args: tuple[Any, ...], store: str) -> tuple[Footprint, bool]:
+    return redis_footprint(args, store), str(args[0]).upper() in STATEFUL
+
+
+@functools.lru_cache(maxsize=1024)
+def _sql(sql: str, store: str) -> Footprint:
+    return sql_footprint(sql, store)

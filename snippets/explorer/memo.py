@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import fakeredis
@@ -56,7 +56,7 @@ STATEFUL = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass
 class State:
     """The cache's keyspace, its scripts, and the database's pages and counters."""
 
@@ -66,6 +66,41 @@ class State:
     pages: bytes
     reads: int
     writes: int
+    keys_seen: Any = field(default=None, compare=False, repr=False)  # see fingerprint
+
+    def fingerprint(self) -> tuple[Any, ...]:
+        """Equal for two states that no command can tell apart: every key, its value
+        and its TTL to the second (TTLs count down from when a run set them), the
+        scripts, the database's pages and counters."""
+        if self.keys_seen is None:
+            now = time.time()
+            self.keys_seen = tuple(sorted(
+                (key, freeze(item.value),
+                 None if item.expireat is None else round(item.expireat - now))
+                for key, item in self.keys.items()))
+        return (self.keys_seen, frozenset(self.scripts), self.pages, self.reads,
+                self.writes)
+
+
+class _Unique:
+    """Stands for a value ``freeze`` cannot compare: equal to nothing but itself."""
+
+
+def freeze(value: Any) -> Any:
+    """``value`` as something hashable that is equal only to what is the same value of
+    the same type (True is not 1), in the same order; a value it does not know is
+    equal to nothing."""
+    if value is None or type(value) is str:
+        return value
+    if isinstance(value, (bytes, int, float)):
+        return type(value), value
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return type(value), tuple(freeze(item) for item in value)
+    if isinstance(value, dict):
+        return dict, tuple((freeze(k), freeze(v)) for k, v in value.items())
+    if isinstance(value, BaseException):
+        return type(value), repr(value.args)
+    return _Unique()
 
 
 def _copy_keys(keys: dict[bytes, Any]) -> dict[bytes, Any]:
@@ -112,7 +147,8 @@ def take(
     else:
         keys, expiry, scripts = last.keys, last.expiry, last.scripts
     pages = db.conn.serialize() if last is None or db_changed else last.pages
-    return State(keys, expiry, scripts, pages, db.reads, db.writes)
+    seen = None if last is None or cache_changed else last.keys_seen
+    return State(keys, expiry, scripts, pages, db.reads, db.writes, seen)
 
 
 def restore(cache: Cache, db: Database, state: State, db_is: bytes | None) -> None:
@@ -135,6 +171,7 @@ class Memo:
 
     def __init__(self) -> None:
         self.results: list[tuple[bool, Any]] = []  # (raised, result or exception)
+        self.requests: list[Any] = []  # what each step asked (its command), to compare
         self.states: list[State] = []  # the state before each step
         self.upto = 0  # the steps before this one are replayed in the next run
         self.on = True

@@ -49,8 +49,21 @@ class Returns(dict[str, Any]):
 
     def __init__(self) -> None:
         super().__init__()
-        self.began: dict[str, int] = {}
-        self.ended: dict[str, int] = {}
+        self._began: dict[str, int] = {}
+        self._ended: dict[str, int] = {}
+        self.timing_read = False  # whether anyone has looked at began or ended
+
+    @property
+    def began(self) -> dict[str, int]:
+        """actor -> the index of its first step."""
+        self.timing_read = True
+        return self._began
+
+    @property
+    def ended(self) -> dict[str, int]:
+        """actor -> the index of its last step."""
+        self.timing_read = True
+        return self._ended
 
     def finished_before(self, first: str, second: str) -> bool:
         """True if every step of ``first`` ran before the first step of ``second``."""

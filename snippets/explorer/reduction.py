@@ -15,6 +15,8 @@ reads) are equivalent: same final state, same returns. Three ways to walk the tr
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 # --8<-- [start:imports]
 from dataclasses import dataclass, field
 
@@ -59,8 +61,10 @@ def new_node(path: list[Node], live: list[str], pending: dict[str, Footprint],
     return Node(live, pending, asleep, first, backtrack)
 
 
-def next_branch(path: list[Node]) -> bool:
-    """Move to the next choice still to try, deepest first; False when all are done."""
+def next_branch(path: list[Node],
+                finished: Callable[[Node], None] | None = None) -> bool:
+    """Move to the next choice still to try, deepest first; False when all are done.
+    ``finished`` hears of each decision point whose every choice has been tried."""
     while path:
         node = path[-1]
         node.done.append(node.chosen)
@@ -70,6 +74,8 @@ def next_branch(path: list[Node]) -> bool:
             node.chosen = rest[0]
             return True
         path.pop()
+        if finished is not None:
+            finished(node)
     return False
 
 

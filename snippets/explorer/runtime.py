@@ -17,11 +17,11 @@ import greenlet
 from snippets.backends import Cache, Database
 from snippets.explorer.footprints import Footprint
 from snippets.explorer.instrument import instrument_world
-from snippets.explorer.memo import Memo, restore, take, writes
+from snippets.explorer.memo import Memo, freeze, restore, take, writes
 from snippets.explorer.records import Returns, Schedule, Step
 
 Actor = Callable[[Cache, Database], Any]
-Chooser = Callable[[int, list[str], dict[str, Footprint]], "str | None"]
+Chooser = Callable[[int, list[str], "_Run"], "str | None"]  # (position, live, run)
 
 RUN_TIMEOUT = 30.0  # seconds a single run may take before we call an actor stuck
 
@@ -43,6 +43,9 @@ class _Actor:
         self.pending: Footprint = frozenset()  # the step it waits to take
         self.done = self.aborted = self.in_step = False
         self.inner: list[tuple[str, str]] | None = None  # statements of a transaction
+        # Everything its calls returned so far (frozen), when the run keeps it: with the
+        # stores, what decides everything the actor does next.
+        self.seen: list[Any] | None = [] if run.keyed else None
         self.greenlet = greenlet.greenlet(self.body)
         self.greenlet.actor = self  # how a step finds the actor that takes it
 
@@ -56,6 +59,18 @@ class _Actor:
             run.returns[self.name] = error
         finally:
             self.done = True
+
+    def saw(self, call: Callable[[], Any]) -> Any:
+        """``call()``, noting what it returned (or raised) if the run keeps that."""
+        if self.seen is None:
+            return call()
+        try:
+            result = call()
+        except Exception as error:
+            self.seen.append(freeze(error))
+            raise
+        self.seen.append(freeze(result))
+        return result
 
     def wait_turn(self, footprint: Footprint) -> None:
         """Stop before a step: back to the scheduler until it picks this actor."""
@@ -77,8 +92,8 @@ class _Actor:
         """Note that this actor took the current step; its text only when recording."""
         run = self.run
         index = len(run.chosen) - 1
-        run.returns.began.setdefault(self.name, index)
-        run.returns.ended[self.name] = index
+        run.returns._began.setdefault(self.name, index)
+        run.returns._ended[self.name] = index
         if run.recording:
             run.steps.append(
                 Step(self.name, target, op(), shown(), failed, tuple(inner or ()))
@@ -89,9 +104,12 @@ class _Run:
     """The shared state of one run."""
 
     def __init__(
-        self, cache: Cache, db: Database, recording: bool, memo: Memo | None
+        self, cache: Cache, db: Database, recording: bool, memo: Memo | None,
+        keyed: bool = False,
     ) -> None:
         self.cache, self.db, self.recording, self.memo = cache, db, recording, memo
+        self.keyed = keyed and memo is not None
+        self.crew: list[_Actor] = []
         self.steps: list[Step] = []
         self.returns = Returns()
         self.chosen: list[str] = []
@@ -104,14 +122,22 @@ class _Run:
     def schedule(self) -> Schedule:
         return Schedule(self.chosen)
 
-    def call(self, call: Callable[[], Any]) -> Any:
+    def pending(self) -> dict[str, Footprint]:
+        """What the next step of each actor still running touches."""
+        return {actor.name: actor.pending for actor in self.crew if not actor.done}
+
+    def call(self, call: Callable[[], Any], request: Any = None) -> Any:
         """Make the current step's call, or, in a prefix shared with the last run,
-        return (or raise) what it did then."""
+        return (or raise) what it did then: if this run asks the same. A different
+        request (a random lease token, say) ends the shared prefix here."""
         memo, position = self.memo, len(self.chosen) - 1
         if memo is None:
             return call()
         if position < memo.upto:
-            return memo.recall(position)
+            if memo.requests[position] == request:
+                return memo.recall(position)
+            self.diverge(position)
+        memo.requests.append(request)
         try:
             result = call()
         except Exception as error:
@@ -120,14 +146,38 @@ class _Run:
         memo.results.append((False, result))
         return result
 
-    def before_step(self, position: int, footprint: Footprint) -> None:
-        """With prefix replay: restore the state where the replayed prefix ends, and
-        keep the state before every step taken for real, for the runs to come."""
+    def diverge(self, position: int) -> None:
+        """This run asks something else at ``position`` than the last one did: restore
+        the stores as they were before that step, and take it, and every step after
+        it, for real."""
+        memo = self.memo
+        assert memo is not None
+        del memo.states[position + 1 :], memo.results[position:]
+        del memo.requests[position:]
+        memo.upto = position
+        state = memo.states[position]
+        restore(self.cache, self.db, state, memo.db_is)
+        memo.db_is = None if writes(self.footprints[position], "db") else state.pages
+
+    def key(self, position: int) -> Any:
+        """What decides everything below this point of the run (None if unknown): the
+        state of the stores, and what each actor's calls have returned so far."""
+        memo = self.memo
+        if not self.keyed or memo is None or position >= len(memo.states):
+            return None
+        return (memo.states[position].fingerprint(),
+                tuple(tuple(actor.seen or ()) for actor in self.crew))
+
+    def arrive(self, position: int) -> None:
+        """With prefix replay, before choosing who takes the step at ``position``:
+        restore the state where the replayed prefix ends, and keep the state before
+        every step taken for real, for the runs to come."""
         memo = self.memo
         if memo is None or position < memo.upto:
             return  # a replayed step: it will not touch the stores
         if position == memo.upto and position < len(memo.states):
             del memo.states[position + 1 :], memo.results[position:]
+            del memo.requests[position:]
             state = memo.states[position]
             restore(self.cache, self.db, state, memo.db_is)
             memo.db_is = state.pages
@@ -138,7 +188,10 @@ class _Run:
                          writes(last, "db"))
             memo.states.append(state)
             memo.db_is = state.pages
-        if writes(footprint, "db"):
+
+    def before_step(self, position: int, footprint: Footprint) -> None:
+        memo = self.memo
+        if memo is not None and position >= memo.upto and writes(footprint, "db"):
             memo.db_is = None  # this step changes the database: its pages are unknown
 
 
@@ -151,36 +204,41 @@ def run_once(
     max_steps: int,
     recording: bool = False,
     memo: Memo | None = None,
+    keyed: bool = False,
 ) -> _Run:
     """Run the actors once from ``setup``, letting ``choose`` pick who takes each step
     (``run.cut_short`` if it stopped the run). With a ``memo`` whose states are known,
-    the replayed prefix replaces ``setup``."""
+    the replayed prefix replaces ``setup``; ``keyed``: keep what each actor's calls
+    return, so that ``run.key()`` can tell where the run stands."""
     if setup is not None and not (memo and memo.states):
         setup(cache, db)  # not an actor: runs straight through
-    run = _Run(*instrument_world(cache, db), recording, memo)
-    crew = [_Actor(name, fn, run) for name, fn in actors.items()]
-    with _watchdog():
+    run = _Run(*instrument_world(cache, db), recording, memo, keyed)
+    crew = run.crew = [_Actor(name, fn, run) for name, fn in actors.items()]
+    by_name = {actor.name: actor for actor in crew}
+    with watchdog():
         try:
             for actor in crew:
                 run.returns[actor.name] = None
                 actor.greenlet.switch()  # it runs up to its first step, or to its end
-            while live := [actor for actor in crew if not actor.done]:
+            live = [actor.name for actor in crew if not actor.done]
+            while live:
                 position = len(run.chosen)
                 if position >= max_steps:
                     raise RuntimeError(
                         f"a run took more than {max_steps} steps: does an actor loop?"
                     )
-                name = choose(
-                    position, [a.name for a in live], {a.name: a.pending for a in live}
-                )
+                run.arrive(position)
+                name = choose(position, live, run)
                 if name is None:
                     run.cut_short = True  # equivalent to a schedule already explored
                     break
-                chosen = next(a for a in live if a.name == name)
+                chosen = by_name[name]
                 run.before_step(position, chosen.pending)
                 run.chosen.append(name)
                 run.footprints.append(chosen.pending)
                 chosen.greenlet.switch()
+                if chosen.done:  # a new list: the search keeps the old one
+                    live = [name for name in live if not by_name[name].done]
         finally:
             for actor in crew:  # stop whoever still waits at a step
                 if not actor.done:
@@ -189,19 +247,29 @@ def run_once(
     return run
 
 
+_watching = False  # a watchdog is on: an inner one only winds its timer up again
+
+
+def _stuck(signum: int, frame: Any) -> None:
+    raise _Stuck
+
+
 @contextmanager
-def _watchdog() -> Iterator[None]:
+def watchdog() -> Iterator[None]:
     """An actor that blocks outside the cache and the database (a lock, a sleep) blocks
-    the only thread; a timer signal interrupts it after RUN_TIMEOUT seconds."""
+    the only thread; a timer signal interrupts it after RUN_TIMEOUT seconds. Each run
+    winds the timer up again; ``explore`` keeps one watchdog on for all its runs."""
+    global _watching
     if threading.current_thread() is not threading.main_thread():
         yield  # signals reach only the main thread: no watchdog here
         return
-
-    def stuck(signum: int, frame: Any) -> None:
-        raise _Stuck
-
-    previous = signal.signal(signal.SIGALRM, stuck)
+    if _watching:
+        signal.setitimer(signal.ITIMER_REAL, RUN_TIMEOUT)
+        yield
+        return
+    previous = signal.signal(signal.SIGALRM, _stuck)
     signal.setitimer(signal.ITIMER_REAL, RUN_TIMEOUT)
+    _watching = True
     try:
         yield
     except _Stuck:
@@ -210,6 +278,7 @@ def _watchdog() -> Iterator[None]:
             "cache and the database (a lock? a sleep?)"
         ) from None
     finally:
+        _watching = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
 

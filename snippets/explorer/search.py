@@ -8,19 +8,23 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from snippets import backends
 from snippets.backends import Cache, Database, make_db, make_fake_cache
 from snippets.explorer.diagrams import draw
-from snippets.explorer.footprints import Footprint
 from snippets.explorer.memo import Memo, cached_strings
 from snippets.explorer.records import Returns, Schedule, Step
 from snippets.explorer.reduction import MODES, Node, add_races, new_node, next_branch
-from snippets.explorer.runtime import Actor, check_actors, reusing, run_once
+from snippets.explorer.runtime import (Actor, _Run, check_actors, reusing, run_once,
+                                       watchdog)
+from snippets.explorer.subtrees import Subtrees
 from snippets.explorer.text import describe_state
 
 Check = Callable[[Cache, Database, Returns], "str | None"]
 # --8<-- [end:imports]
+
+REUSE = True  # reuse the subtree below a point reached again (a test turns it off)
 
 
 # --8<-- [start:run]
@@ -57,7 +61,7 @@ def replay(actors: Mapping[str, Actor], setup: Actor | None,
             raise ValueError(f"{said}: step {position + 1} names {name!r}, which is "
                              f"not an actor ({', '.join(actors)})")
 
-    def choose(position: int, live: list[str], pending: dict[str, Footprint]) -> str:
+    def choose(position: int, live: list[str], run: object) -> str:
         if position >= len(wanted):
             raise ValueError(f"{said} ends after {len(wanted)} steps, but "
                              f"{', '.join(live)} still had steps to take")
@@ -141,53 +145,92 @@ def explore(actors: Mapping[str, Actor], setup: Actor | None = None,
     if check is not None and not callable(check):
         raise TypeError(f"check must be a function of (cache, db, returns): {check!r}")
     # The default world (a fakeredis, a SQLite database) is made once: making a client
-    # costs more than a run. Each run replays the prefix it shares with the last one.
+    # costs more than a run. Each run replays the prefix it shares with the last one,
+    # and (but with DPOR) a point of the search reached again reuses its subtree.
     memo = Memo() if make_cache is None and make_db is backends.make_db else None
+    subtrees = Subtrees() if REUSE and memo is not None and mode != "dpor" else None
     make_cache = make_cache or reusing(make_fake_cache())
     world = (make_cache(), make_db()) if memo else None
     started, found = time.perf_counter(), Exploration(reduction=mode)
     path: list[Node] = []  # the choices of the current run, and what is left to try
+    reused = False  # the current run stopped where a known subtree begins
 
-    def choose(position: int, live: list[str],
-               pending: dict[str, Footprint]) -> str | None:
+    def add(outcome: str, verdict: str | None, schedule: Schedule) -> None:
+        if found.total == max_schedules:
+            raise RuntimeError(f"more than {max_schedules} schedules: give fewer or "
+                               "shorter actors, or raise max_schedules")
+        found.add(outcome, verdict, schedule)
+        if subtrees is not None:
+            subtrees.found(schedule, outcome, verdict)
+
+    def choose(position: int, live: list[str], run: _Run) -> str | None:
+        nonlocal reused
         if position < len(path):  # the prefix this run shares with the last one
             if path[position].live != live:
                 raise RuntimeError("the actors are not deterministic: one schedule "
                                    f"led elsewhere at step {position + 1}")
             return path[position].chosen
-        node = new_node(path, live, pending, mode)
+        key = subtree_key(run, position, path, mode) if subtrees and subtrees.on \
+            else None
+        if subtrees is not None and (pruned := subtrees.reuse(key, run.schedule, add)) \
+                is not None:
+            found.pruned += pruned
+            reused = True
+            return None  # its leaves are added: no need to walk it again
+        node = new_node(path, live, run.pending(), mode)
         if node is None:
             return None  # every order from here was covered by a schedule explored
         path.append(node)
+        if subtrees is not None:
+            subtrees.enter(key, position, found.pruned)
         return node.chosen
 
+    def finished(node: Node) -> None:
+        if subtrees is not None:
+            subtrees.leave(found.pruned)
+
     replayed = 0  # how many choices this run shares with the last one
-    while True:
-        fast = world is not None and memo is not None and memo.on
-        cache, db = world if world and fast else (make_cache(), make_db())
-        run = run_once(actors, setup, cache, db, choose, max_steps,
-                       memo=memo if fast else None)
-        if memo is not None and run.stateful:
-            memo.on = False  # prefix replay cannot restore it: every run from scratch
-        if run.cut_short:
-            found.pruned += 1
-        elif found.total == max_schedules:
-            raise RuntimeError(f"more than {max_schedules} schedules: give fewer or "
-                               "shorter actors, or raise max_schedules")
-        else:
-            if fast and describe is describe_state:  # the same text, without commands
-                outcome = describe_state(cache, db, run.returns, cached_strings(cache))
+    with watchdog():  # one for all the runs: each run winds its timer up again
+        while True:
+            fast = world is not None and memo is not None and memo.on
+            cache, db = world if world and fast else (make_cache(), make_db())
+            run = run_once(actors, setup, cache, db, choose, max_steps,
+                           memo=memo if fast else None,
+                           keyed=subtrees is not None and subtrees.on)
+            if memo is not None and run.stateful:
+                memo.on = False  # prefix replay cannot restore it: all from scratch
+            if reused:
+                reused = False
+            elif run.cut_short:
+                found.pruned += 1
+            elif found.total == max_schedules:
+                add("", None, run.schedule)  # raises
             else:
-                outcome = describe(cache, db, run.returns)  # before the check reads
-            found.add(outcome, check(cache, db, run.returns) if check else None,
-                      run.schedule)
-        if mode == "dpor":
-            add_races(path, start=replayed)  # earlier races were seen in earlier runs
-        if not next_branch(path):
-            break
-        replayed = len(path) - 1  # the choices before it are the same next run
-        if memo is not None:
-            memo.upto = replayed
+                if fast and describe is describe_state:  # the same, without commands
+                    outcome = describe_state(cache, db, run.returns,
+                                             cached_strings(cache))
+                else:
+                    outcome = describe(cache, db, run.returns)  # before the check
+                verdict = check(cache, db, run.returns) if check else None
+                if subtrees is not None and run.returns.timing_read:
+                    subtrees.stop()  # two runs with one key may differ in timing
+                add(outcome, verdict, run.schedule)
+            if mode == "dpor":
+                add_races(path, start=replayed)  # earlier races: seen in earlier runs
+            if not next_branch(path, finished):
+                break
+            replayed = len(path) - 1  # the choices before it are the same next run
+            if memo is not None:
+                memo.upto = replayed
     found.seconds = time.perf_counter() - started
     return found
 # --8<-- [end:explore]
+
+
+def subtree_key(run: _Run, position: int, path: list[Node], mode: str) -> Any:
+    """Where the run stands (see ``subtrees``), and with sleep sets who is asleep."""
+    key = run.key(position)
+    if key is None or mode == "none":
+        return key
+    asleep = path[-1].asleep_after_choice() if path else {}
+    return key, frozenset(asleep)

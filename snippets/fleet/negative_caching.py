@@ -36,7 +36,6 @@ from snippets.backends import (
     check_number,
     check_ttl,
     make_db,
-    make_fake_cache,
     user_key,
 )
 from snippets.concurrency.fixes import current_name, no_wait
@@ -213,10 +212,8 @@ def explore_insert(name: str, scenario: str,
     else:
         raise LookupError(f"no scenario named {scenario!r}; scenarios: "
                           f"{', '.join(SCENARIOS)}, two readers")
-    # A fresh fakeredis for every run: the lease's token is random, so a run must not
-    # reuse the steps of the last one (the explorer's prefix replay would).
-    return explore(actors, setup, current_name(paths.read),
-                   make_cache=make_cache or make_fake_cache, reduce=len(actors) > 2)
+    return explore(actors, setup, current_name(paths.read), make_cache=make_cache,
+                   reduce=len(actors) > 2)
 
 
 def print_races() -> None:

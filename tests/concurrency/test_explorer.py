@@ -497,3 +497,38 @@ def test_the_pages_figures_for_each_reduction_are_computed():
     assert (f"DPOR and sleep sets find the same {dpor.total} classes of schedules of the "
             f"last workload; sleep sets need {sleep.total + sleep.pruned} runs for them, "
             f"DPOR {dpor.total + dpor.pruned}.") in words(DOCS / "concurrency" / "explorer.md")
+
+
+def everything(result):
+    """All an exploration reports, in the order it reports it."""
+    return (result.total, result.pruned, list(result.outcomes.items()), result.bad,
+            list(result.examples.items()), list(result.verdicts.items()))
+
+
+def stale_read_after_write(cache: Cache, db: Database, returns: Returns) -> str | None:
+    """A check that reads timing: a reader that began after the writer finished must
+    not return the old name."""
+    if returns.finished_before("W", "R") and returns["R"] == "old":
+        return "R began after the write and read the old name"
+    return None
+
+
+@pytest.mark.parametrize(("world", "check"), [
+    (lambda: WRITERS, cache_agrees_with_db),
+    (lambda: {"A": incr("k", 2), "B": incr("k", 2), "C": incr("j", 2)}, None),
+    (cache_aside_world, cache_agrees_with_db),
+    (delete_first_world, stale_read_after_write),
+    (lambda: delete_first_world() | {"R2": lambda c, d: c.get("user:1")}, cache_agrees_with_db),
+], ids=["two writers", "counters", "cache-aside, 3 actors", "timing check", "delete first + GET"])
+@pytest.mark.parametrize("reduce", [False, "sleep"])
+def test_reusing_subtrees_finds_exactly_what_the_full_walk_finds(world, check, reduce,
+                                                                  monkeypatch):
+    """A point of the search reached again adds the leaves of its subtree instead of
+    walking it again: same total, outcomes, bad schedules and examples, in the same
+    order, as walking every run."""
+    from snippets.explorer import search
+    actors = world()
+    reused = explore(actors, user_not_cached, check, reduce=reduce)
+    monkeypatch.setattr(search, "REUSE", False)
+    walked = explore(actors, user_not_cached, check, reduce=reduce)
+    assert everything(reused) == everything(walked)
