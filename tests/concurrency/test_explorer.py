@@ -532,3 +532,20 @@ def test_reusing_subtrees_finds_exactly_what_the_full_walk_finds(world, check, r
     monkeypatch.setattr(search, "REUSE", False)
     walked = explore(actors, user_not_cached, check, reduce=reduce)
     assert everything(reused) == everything(walked)
+
+
+def test_prefix_replay_takes_a_step_for_real_when_a_run_asks_something_else():
+    """An actor that sends a random value (the lease's token) asks something else in
+    every run: replaying the last run's step would leave the last run's value in the
+    store. Every run must see its own value back, as it does from scratch."""
+    import secrets
+
+    def own_token(cache, db):
+        token = secrets.token_hex(4)
+        cache.set("k", token)
+        return cache.get("k") == token or cache.get("k")
+
+    actors = {"A": own_token, "B": lambda cache, db: cache.exists("k")}
+    found = explore(actors, reduce=False)
+    assert found.total == 3  # B before A's SET, between SET and GET, after the GET
+    assert all("A returned True" in outcome for outcome in found.outcomes), found.outcomes
