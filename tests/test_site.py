@@ -515,12 +515,25 @@ COPY_ALL = """async () => {
         // A reader opens a collapsed admonition before copying from it (closed, its text
         // is not rendered, so there would be nothing to copy).
         for (let d = block.closest("details"); d; d = d.parentElement.closest("details")) d.open = true;
-        await navigator.clipboard.writeText("\u2205");
-        button.click();
+        // A reader opens the content tab that holds the block, too.
+        const tab = block.closest(".tabbed-block");
+        if (tab) {
+            const index = [...tab.parentElement.children].indexOf(tab);
+            const radio = tab.closest(".tabbed-set").querySelectorAll(":scope > input")[index];
+            if (radio) radio.click();
+        }
+        // As a reader does: the block on screen, then the click; and, if nothing came
+        // (a diagram drawn meanwhile can take the focus), a second and third click.
+        block.scrollIntoView();
         let copied = "\u2205";
-        for (let i = 0; i < 50 && copied === "\u2205"; i++) {
-            await new Promise(r => setTimeout(r, 20));
-            copied = await navigator.clipboard.readText();
+        for (let attempt = 0; attempt < 3 && copied === "\u2205"; attempt++) {
+            window.focus();
+            await navigator.clipboard.writeText("\u2205");
+            button.click();
+            for (let i = 0; i < 100 && copied === "\u2205"; i++) {
+                await new Promise(r => setTimeout(r, 20));
+                copied = await navigator.clipboard.readText();
+            }
         }
         const title = block.querySelector(".filename");
         out.push({
