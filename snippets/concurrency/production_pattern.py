@@ -15,7 +15,7 @@ import json
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from snippets.backends import (
     DEFAULT_TTL,
@@ -31,6 +31,9 @@ from snippets.lease import fill, invalidate, read_through, take_lease
 from snippets.scenarios import Check, cache_agrees_with_db, user_not_cached
 
 # --8<-- [end:imports]
+
+if TYPE_CHECKING:
+    from snippets.explorer import Run
 
 
 # --8<-- [start:read]
@@ -285,13 +288,18 @@ def print_claims(group: str) -> None:
         print(f"{claim:<38}{total:>10}{bad:>5}")
 
 
-def race_refused() -> str:
-    """The reader race replayed on the production paths, as a Mermaid diagram. The lease
-    token is random: the diagram calls it t1, and the Lua script by its name."""
+def race_refused_run() -> Run:
+    """The reader race replayed on the production paths."""
     from snippets.explorer import replay
 
     actors, setup, check = _user_claims()["writer + reader, production pattern"]
-    run = replay(actors, setup, "R R R W W R", check=check)
+    return replay(actors, setup, "R R R W W R", check=check)
+
+
+def race_refused() -> str:
+    """The reader race replayed on the production paths, as a Mermaid diagram. The lease
+    token is random: the diagram calls it t1, and the Lua script by its name."""
+    run = race_refused_run()
     text = run.mermaid({"W": "Writer", "R": "Reader"})
     text = re.sub(r'EVAL ".*?" 2', "EVAL FILL 2", text)
     tokens = dict.fromkeys(re.findall(r'"([0-9a-f]{16})"', text))

@@ -263,12 +263,17 @@ def stale_refill() -> Run:
                   check=eu_agrees(name), make_db=TwoRegions)
 
 
-def marker_read() -> str:
+def marker_read_run() -> Run:
     """The remote marker: the EU reader finds it and reads the primary."""
     name = "remote marker + lease"
-    run = replay(actors(name), setup,
-                 "Writer Writer Writer Writer Reader Reader Reader Reader Reader"
-                 " Replication", check=eu_agrees(name), make_db=TwoRegions)
+    return replay(actors(name), setup,
+                  "Writer Writer Writer Writer Reader Reader Reader Reader Reader"
+                  " Replication", check=eu_agrees(name), make_db=TwoRegions)
+
+
+def marker_read() -> str:
+    """The remote marker: the EU reader finds it and reads the primary."""
+    run = marker_read_run()
     text = run.mermaid()
     text = re.sub(r'EVAL ".*?" 2', "EVAL FILL 2", text)
     for number, token in enumerate(dict.fromkeys(re.findall(r'"([0-9a-f]{16})"',

@@ -1,7 +1,9 @@
 """``python -m snippets.explorer``: the worked example; ``--bench [--old] [--full]``:
 the speed figures; ``--diagrams [--check] [pages...]``: rewrite (or only compare) the
 generated diagrams; ``--transcripts [--check] [pages...]``: the same for each page's
-``>>> main()`` output."""
+``>>> main()`` output; ``--trees [--check] [pages...]``: the same for the stepper's
+schedule trees (docs/assets/steppers/); ``check READ WRITE [options]``: your own read
+and write under the explorer (``snippets/explorer/check.py``)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,10 @@ def rewrite(what: str, update: Callable[[Sequence[Path], bool], list[str]],
 
 
 def main(argv: Sequence[str] = ()) -> None:
+    if argv[:1] == ["check"]:
+        from snippets.explorer.check import main as check
+
+        raise SystemExit(check(argv[1:]))
     from snippets.explorer.pages import DOCS, update_diagrams, update_transcripts
 
     named = [Path(arg) for arg in argv if not arg.startswith("--")]
@@ -33,6 +39,10 @@ def main(argv: Sequence[str] = ()) -> None:
     elif "--diagrams" in argv:
         rewrite("generated diagram", update_diagrams,
                 named or sorted(DOCS.rglob("*.md")), argv)
+    elif "--trees" in argv:
+        from snippets.explorer.trees import update_trees
+
+        rewrite("stepper tree", update_trees, named or sorted(DOCS.rglob("*.md")), argv)
     elif "--transcripts" in argv:
         sections = ("patterns", "concurrency", "distributed", "fleet", "scaling",
                     "appendix")

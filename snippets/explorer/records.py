@@ -3,7 +3,7 @@ returned."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,3 +72,15 @@ class Returns(dict[str, Any]):
                 raise LookupError(f"no actor named {name!r}; actors: {', '.join(self)}")
         ended, began = self.ended.get(first, -1), self.began.get(second)
         return began is not None and ended < began
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """What ``replay`` ran, so that any other schedule of it can run too (the stepper's
+    trees walk them all)."""
+
+    actors: Mapping[str, Callable[..., Any]]
+    setup: Callable[..., Any] | None
+    check: Callable[..., Any] | None
+    make_cache: Callable[[], Any]
+    make_db: Callable[[], Any]

@@ -205,11 +205,13 @@ def run_once(
     recording: bool = False,
     memo: Memo | None = None,
     keyed: bool = False,
+    watch: Callable[[_Run], None] | None = None,
 ) -> _Run:
     """Run the actors once from ``setup``, letting ``choose`` pick who takes each step
     (``run.cut_short`` if it stopped the run). With a ``memo`` whose states are known,
     the replayed prefix replaces ``setup``; ``keyed``: keep what each actor's calls
-    return, so that ``run.key()`` can tell where the run stands."""
+    return, so that ``run.key()`` can tell where the run stands; ``watch(run)`` is
+    called before the first step and after every step (the stepper's snapshots)."""
     if setup is not None and not (memo and memo.states):
         setup(cache, db)  # not an actor: runs straight through
     run = _Run(*instrument_world(cache, db), recording, memo, keyed)
@@ -220,6 +222,8 @@ def run_once(
             for actor in crew:
                 run.returns[actor.name] = None
                 actor.greenlet.switch()  # it runs up to its first step, or to its end
+            if watch is not None:
+                watch(run)
             live = [actor.name for actor in crew if not actor.done]
             while live:
                 position = len(run.chosen)
@@ -237,6 +241,8 @@ def run_once(
                 run.chosen.append(name)
                 run.footprints.append(chosen.pending)
                 chosen.greenlet.switch()
+                if watch is not None:
+                    watch(run)
                 if chosen.done:  # a new list: the search keeps the old one
                     live = [name for name in live if not by_name[name].done]
         finally:

@@ -14,7 +14,7 @@ from snippets import backends
 from snippets.backends import Cache, Database, make_db, make_fake_cache
 from snippets.explorer.diagrams import draw
 from snippets.explorer.memo import Memo, cached_strings
-from snippets.explorer.records import Returns, Schedule, Step
+from snippets.explorer.records import Returns, Scenario, Schedule, Step
 from snippets.explorer.reduction import MODES, Node, add_races, new_node, next_branch
 from snippets.explorer.runtime import (Actor, _Run, check_actors, reusing, run_once,
                                        watchdog)
@@ -40,6 +40,7 @@ class Run:
     db: Database
     verdict: str | None = None  # None: the invariant holds (or there was no check)
     final: str = ""  # the cache and DB when the actors were done, before the check
+    scenario: Scenario | None = field(default=None, repr=False)  # what was replayed
 
     def mermaid(self, labels: Mapping[str, str] | None = None,
                 final_state: bool = False, transactions_as_blocks: bool = False) -> str:
@@ -77,7 +78,8 @@ def replay(actors: Mapping[str, Actor], setup: Actor | None,
                          f"after {len(run.chosen)}")
     final = describe_state(run.cache, run.db, Returns())  # a check may read (and fill)
     verdict = check(run.cache, run.db, run.returns) if check else None
-    return Run(run.schedule, run.steps, run.returns, run.cache, run.db, verdict, final)
+    return Run(run.schedule, run.steps, run.returns, run.cache, run.db, verdict, final,
+               Scenario(actors, setup, check, make_cache, make_db))
 # --8<-- [end:run]
 
 

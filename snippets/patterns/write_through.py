@@ -31,7 +31,7 @@ from snippets.backends import (
     make_db,
     user_key,
 )
-from snippets.explorer import Actor, Returns, replay
+from snippets.explorer import Actor, Returns, Run, replay
 from snippets.faults import Intercept
 from snippets.patterns import cache_aside
 from snippets.scenarios import agrees_with_db, user_not_cached
@@ -213,17 +213,27 @@ def outcome(cache: Cache, db: Database, returns: Returns) -> str:
     return f"cache {cache.hget(user_key(1), 'name')!r}, DB {name!r}"
 
 
+def race_unordered_run() -> Run:
+    """A commits first but sets last."""
+    return replay(writers(update_user_db_first, "A", "B"), user_not_cached, "A B B A",
+                  check=hash_agrees_with_db)
+
+
+def race_versioned_run() -> Run:
+    """The same schedule with versioned sets."""
+    return replay(writers(update_user, "A", "B"), user_not_cached, "A B B A",
+                  check=hash_agrees_with_db)
+
+
 def race_unordered() -> str:
     """A commits first but sets last: drawn from a real run."""
-    run = replay(writers(update_user_db_first, "A", "B"), user_not_cached, "A B B A",
-                 check=hash_agrees_with_db)
+    run = race_unordered_run()
     return run.mermaid({"A": "Writer A", "B": "Writer B"}, transactions_as_blocks=True)
 
 
 def race_versioned() -> str:
     """The same schedule with versioned sets: A's late set is refused."""
-    run = replay(writers(update_user, "A", "B"), user_not_cached, "A B B A",
-                 check=hash_agrees_with_db)
+    run = race_versioned_run()
     return _named_script(run.mermaid({"A": "Writer A", "B": "Writer B"},
                                      transactions_as_blocks=True))
 

@@ -160,13 +160,21 @@ def readable(diagram: str) -> str:
     return re.sub(r'"[0-9a-f]{16}"', '"token"', diagram)
 
 
+def plain_set_run() -> Run:
+    return write_race_diagram(plain=True)
+
+
+def lease_run() -> Run:
+    return write_race_diagram(plain=False)
+
+
 def plain_set_race() -> str:
-    run = write_race_diagram(plain=True)
+    run = plain_set_run()
     return readable(run.mermaid({"R": "Reader", "W": "Writer"}))
 
 
 def lease_refuses_the_race() -> str:
-    run = write_race_diagram(plain=False)
+    run = lease_run()
     return readable(run.mermaid({"R": "Reader", "W": "Writer"}, final_state=True))
 
 

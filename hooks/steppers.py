@@ -1,0 +1,51 @@
+"""The stepper: ``<!-- stepper: snippets.module:function -->`` on a page becomes a
+placeholder that docs/assets/js/stepper.js fills with the race's whole schedule tree
+(docs/assets/steppers/<id>.json, written by ``python -m snippets.explorer --trees``).
+
+Only a page with a stepper gets the widget's script and style sheet. A page whose tree
+file is missing fails the build: the tree must be generated and committed with the page.
+Without JavaScript the placeholder stays empty, and the generated diagram after it shows
+the race.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from mkdocs.exceptions import PluginError
+from mkdocs.utils import get_relative_url
+
+MARKER = re.compile(r"<!-- stepper: (?P<ref>[\w.]+):(?P<function>\w+) -->")
+ASSETS = ('<link rel="stylesheet" href="{css}">\n'
+          '<script src="{js}" defer></script>\n')
+
+
+def _tree_id(module: str, function: str) -> str:
+    return f"{module.removeprefix('snippets.')}.{function}"  # as snippets/explorer/trees.py
+
+
+def on_page_markdown(markdown, page, config, **kwargs):
+    docs = Path(config["docs_dir"])
+
+    def placeholder(match: re.Match[str]) -> str:
+        ident = _tree_id(match["ref"], match["function"])
+        tree = f"assets/steppers/{ident}.json"
+        if not (docs / tree).is_file():
+            raise PluginError(f"{page.file.src_uri}: no {tree} for its stepper: run "
+                              "python -m snippets.explorer --trees")
+        url = get_relative_url(tree, page.url)
+        return (f'<div class="stepper" data-stepper="{ident}" data-tree="{url}" '
+                f'role="group" aria-label="Step through this race yourself"></div>\n')
+
+    markdown, count = MARKER.subn(placeholder, markdown)
+    page.meta["steppers"] = count
+    return markdown
+
+
+def on_post_page(output, page, config, **kwargs):
+    if not page.meta.get("steppers"):
+        return output
+    assets = ASSETS.format(css=get_relative_url("assets/css/stepper.css", page.url),
+                           js=get_relative_url("assets/js/stepper.js", page.url))
+    return output.replace("</head>", assets + "</head>", 1)
