@@ -67,3 +67,8 @@ def printed(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str])
         return capsys.readouterr().out.splitlines()
 
     return run
+
+
+# The built site, its server and Chromium, shared by the browser tests (tests/test_site.py,
+# tests/test_stepper.py): defined once, here, so a session builds and launches them once.
+from tests.site_fixtures import base_url, browser, open_page, site_dir  # noqa: E402, F401

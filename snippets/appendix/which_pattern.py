@@ -98,10 +98,11 @@ def main() -> None:
     print(f"{'strategy':<19}" + "".join(f"{step:>{w}}" for step, w in STEPS.items()))
     for strategy in STRATEGIES:
         found = costs(strategy, make_fake_cache(), make_db())
-        print(f"{strategy:<19}" + "".join(f"{found[step]!s:>{w}}" for step, w in STEPS.items()))
+        cells = "".join(f"{found[step]!s:>{w}}" for step, w in STEPS.items())
+        print(f"{strategy:<19}{cells}")
 
 
-# --- docs machinery, not shown: the page's summary table, rendered ----------------------
+# --- docs machinery, not shown: the page's summary table, rendered ------------------
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "appendix" / "which-pattern.md"
 START = "<!-- summary: rendered from snippets.appendix.which_pattern, --write -->"
@@ -117,7 +118,7 @@ EXPLAINED = {  # where each strategy is explained
 
 
 def summary_table() -> str:
-    """A row per strategy: its costs on fakeredis, and the comparison table's verdicts."""
+    """A row per strategy: its costs on fakeredis, and the comparison's verdicts."""
     lines = ["| Strategy | Miss | Write | Read after a write | Holds against | "
              "Can end stale after |",
              "|---|---|---|---|---|---|"]

@@ -15,8 +15,8 @@ from pathlib import Path
 #     <!-- diagram: snippets.module:function -->
 # holds exactly function().mermaid() (or function() if it returns text).
 FENCE = re.compile(
-    r"<!-- diagram: (?P<ref>[\w.]+:\w+) -->\n```mermaid\n(?P<body>.*?)\n```", re.S
-)
+    r"<!-- diagram: (?P<ref>[\w.]+:\w+) -->\n```mermaid\n(?P<body>.*?)\n?```", re.S
+)  # an empty fence (a new diagram, to be generated) is one too
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 

@@ -190,12 +190,11 @@ def lua_names() -> dict[str, str]:
     names do not depend on what the caller imported first."""
     import snippets
 
-    for module in pkgutil.walk_packages(snippets.__path__, "snippets."):
-        importlib.import_module(module.name)
+    for info in pkgutil.walk_packages(snippets.__path__, "snippets."):
+        importlib.import_module(info.name)
     found: dict[str, set[str]] = {}
-    for module in [
-        m for name, m in sys.modules.items() if name.startswith("snippets.")
-    ]:
+    loaded = [m for name, m in sys.modules.items() if name.startswith("snippets.")]
+    for module in loaded:
         for name, value in vars(module).items():
             if isinstance(value, str) and "redis.call" in value and name.isupper():
                 found.setdefault(value, set()).add(name)

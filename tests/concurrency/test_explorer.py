@@ -642,3 +642,15 @@ def test_a_stepper_takes_the_labels_of_the_diagram_after_it():
     assert first == ("snippets.concurrency.reader_race:reader_race", ["Reader", "Writer"])
     tree = json.loads((trees.TREES / "concurrency.reader_race.reader_race.json").read_text())
     assert tree["actors"] == [{"name": "R", "label": "Reader"}, {"name": "W", "label": "Writer"}]
+
+
+def test_an_empty_diagram_fence_is_filled_and_nothing_after_it_is_touched(tmp_path):
+    page = tmp_path / "page.md"
+    after = "\nText.\n\n```bash\nmake test\n```\n"
+    page.write_text("<!-- diagram: snippets.concurrency.explorer:lost_update -->\n"
+                    "```mermaid\n```\n" + after)
+    docs_tool.update_diagrams([page], write=True)
+    text = page.read_text()
+    assert text.endswith("```\n" + after)
+    [(_, body)] = docs_tool.page_diagrams(page)
+    assert body == docs_tool.render("snippets.concurrency.explorer:lost_update")
