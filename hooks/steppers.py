@@ -16,20 +16,17 @@ from pathlib import Path
 from mkdocs.exceptions import PluginError
 from mkdocs.utils import get_relative_url
 
-MARKER = re.compile(r"<!-- stepper: (?P<ref>[\w.]+):(?P<function>\w+) -->")
+from snippets.explorer.trees import MARKER, Stepper  # the syntax and the file names
+
 ASSETS = ('<link rel="stylesheet" href="{css}">\n'
           '<script src="{js}" defer></script>\n')
-
-
-def _tree_id(module: str, function: str) -> str:
-    return f"{module.removeprefix('snippets.')}.{function}"  # as snippets/explorer/trees.py
 
 
 def on_page_markdown(markdown, page, config, **kwargs):
     docs = Path(config["docs_dir"])
 
     def placeholder(match: re.Match[str]) -> str:
-        ident = _tree_id(match["ref"], match["function"])
+        ident = Stepper(match["ref"], match["argument"], []).id
         tree = f"assets/steppers/{ident}.json"
         if not (docs / tree).is_file():
             raise PluginError(f"{page.file.src_uri}: no {tree} for its stepper: run "

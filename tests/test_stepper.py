@@ -232,3 +232,54 @@ def test_keys_take_steps_and_go_back(open_page):
     page.keyboard.press("Enter")
     assert _schedule(root) == "R R W R"
     assert not visit.problems, visit.problems
+
+
+# The comparison table: every cell links to its stepper (or says why it has none).
+
+def _cell_link(visit, strategy: str, column: int):
+    table = visit.page.locator("article table", has_text="stampede + write")
+    row = table.locator("tr").filter(has=visit.page.locator("td", has_text=strategy)).first
+    return row.locator("td").nth(column).locator("a")  # column 0 names the strategy
+
+
+@pytest.mark.parametrize(("strategy", "column", "scenario"), [
+    ("leases", 5, "replica lag"),         # a bad cell, in the fourth tab of its section
+    ("invalidate-on-write", 1, "two writers"),  # a cell with none bad: the start
+])
+def test_a_table_cell_opens_its_own_stepper_at_its_first_bad_schedule(
+        open_page, strategy, column, scenario):
+    from snippets.concurrency import comparison
+    run = comparison.cell_run(f"{strategy}/{comparison.slug(scenario)}")
+    found = comparison.cell_found(strategy, scenario)
+    ident = comparison.stepper_id(strategy, scenario)
+    visit = open_page("concurrency/comparison/")
+    link = _cell_link(visit, strategy, column)
+    assert link.inner_text() == f"{len(found.bad)} of {found.total}"
+    link.click()
+    root = visit.page.locator(f'div.stepper[data-stepper="{ident}"]')
+    root.locator('[data-role="schedule"]').wait_for(timeout=10_000)
+    assert root.is_visible(), "the cell's tab was not opened"
+    if found.bad:
+        assert _schedule(root) == str(found.bad[0]) == str(run.schedule)
+        verdict = root.locator('[data-role="verdict"]')
+        assert verdict.get_attribute("data-verdict") == "bad"
+        assert verdict.inner_text().startswith(f"Bad: {run.verdict}")
+    else:
+        assert _schedule(root) == ""
+        assert root.locator('[data-role="verdict"]').get_attribute("data-verdict") is None
+        tree = json.loads((ROOT / "docs" / "assets" / "steppers" / f"{ident}.json").read_text())
+        assert tree["bad"] == 0 and f"0 bad of {tree['total']} schedules" in root.inner_text()
+    assert not visit.problems, visit.problems
+
+
+def test_a_cell_too_big_for_a_stepper_leads_to_its_section_which_says_so(open_page):
+    from snippets.concurrency import comparison
+    assert not comparison.steppable("leases", "stampede + write")
+    visit = open_page("concurrency/comparison/")
+    link = _cell_link(visit, "leases", 4)
+    assert link.get_attribute("href") == "#step-stampede-write"
+    section = visit.page.locator("#step-stampede-write")
+    assert section.count() == 1
+    assert f"More than {comparison.STEPPER_LIMIT} interleavings" in \
+        visit.page.locator("article").text_content()  # in the tab of that strategy
+    assert not visit.problems, visit.problems

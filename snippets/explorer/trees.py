@@ -19,7 +19,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from unittest import mock
 
 from snippets.backends import Database
@@ -30,7 +30,7 @@ from snippets.explorer.runtime import _Run, check_actors, run_once
 from snippets.explorer.text import cached_values
 
 MAX_NODES = 20_000  # a tree the browser can still fetch quickly (a few hundred KB)
-MARKER = re.compile(r"<!-- stepper: (?P<ref>[\w.]+:\w+) -->")
+MARKER = re.compile(r"<!-- stepper: (?P<ref>[\w.]+:\w+)(?: (?P<argument>[\w/-]+))? -->")
 PARTICIPANT = re.compile(r"^\s*participant a\d+ as (?P<label>.+)$", re.M)
 TREES = DOCS / "assets" / "steppers"
 TOKEN = re.compile(r"\b[0-9a-f]{16}\b")  # a lease's random token (secrets.token_hex(8))
@@ -289,50 +289,62 @@ def to_json(
     return json.dumps(tree, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
-def tree_id(ref: str) -> str:
-    """``snippets.fleet.warming:stale_add`` -> ``fleet.warming.stale_add``."""
-    module, _, function = ref.partition(":")
-    return f"{module.removeprefix('snippets.')}.{function}"
+class Stepper(NamedTuple):
+    """A stepper a page asks for: ``<!-- stepper: module:function argument -->``."""
+
+    ref: str  # module:function, a function returning a replayed Run
+    argument: str | None  # passed to the function, if given (a comparison cell)
+    labels: list[str]  # the actors' names, from the diagram right after it, if any
+
+    @property
+    def id(self) -> str:
+        """``snippets.fleet.warming:stale_add`` -> ``fleet.warming.stale_add``; an
+        argument is appended: ``...cell_run-leases-two-writers``."""
+        module, _, function = self.ref.partition(":")
+        ident = f"{module.removeprefix('snippets.')}.{function}"
+        return ident if self.argument is None else \
+            f"{ident}-{self.argument.replace('/', '-')}"
 
 
-def page_steppers(page: Path) -> list[tuple[str, list[str]]]:
-    """Each stepper a page asks for: its reference, and the actors' labels as the
-    diagram right after the marker names them (the same names as the static race)."""
+def page_steppers(page: Path) -> list[Stepper]:
+    """Each stepper a page asks for. Its actors are named as in the diagram right after
+    the marker (the same names as the static race), else by the module's ``LABELS``."""
     text = page.read_text(encoding="utf-8")
     found = []
     for match in MARKER.finditer(text):
         fence = text.find("```mermaid", match.end())
+        between = text[match.end():fence] if fence >= 0 else "x"
+        right_after = re.fullmatch(r"\s*(<!-- diagram: [\w.:]+ -->\s*)?", between)
         end = text.find("```\n", fence + 10)
-        labels = PARTICIPANT.findall(text[fence:end]) if fence >= 0 else []
-        found.append((match["ref"], labels))
+        labels = PARTICIPANT.findall(text[fence:end]) if right_after else []
+        found.append(Stepper(match["ref"], match["argument"], labels))
     return found
 
 
-def render(ref: str, participants: Sequence[str]) -> str:
-    """The JSON tree for ``module:function`` (a function returning a replayed Run)."""
-    module, _, function = ref.partition(":")
-    run = getattr(importlib.import_module(module), function)()
+def render(stepper: Stepper) -> str:
+    """The JSON tree of a stepper."""
+    module, _, function = stepper.ref.partition(":")
+    made = getattr(importlib.import_module(module), function)
+    run = made() if stepper.argument is None else made(stepper.argument)
     if getattr(run, "scenario", None) is None:
-        raise TypeError(
-            f"{ref} must return a Run made by replay(), got {type(run).__name__}"
-        )
+        raise TypeError(f"{stepper.ref} must return a Run made by replay(), "
+                        f"got {type(run).__name__}")
+    named = getattr(importlib.import_module(module), "LABELS", {})
     names = list(run.returns)
-    labels = {
-        name: (participants[i] if i < len(participants) else name)
-        for i, name in enumerate(names)
-    }
-    return to_json(build(run.scenario), tree_id(ref), labels, run.schedule)
+    labels = {name: stepper.labels[i] if i < len(stepper.labels)
+              else named.get(name, name) for i, name in enumerate(names)}
+    return to_json(build(run.scenario), stepper.id, labels, run.schedule)
 
 
 def update_trees(pages: Sequence[Path], write: bool) -> list[str]:
     """Regenerate the tree of every stepper on the pages; return those that changed."""
     changed = []
     for page in pages:
-        for ref, participants in page_steppers(page):
-            path = TREES / f"{tree_id(ref)}.json"
-            fresh = render(ref, participants)
+        for stepper in page_steppers(page):
+            path = TREES / f"{stepper.id}.json"
+            fresh = render(stepper)
             if not path.exists() or path.read_text(encoding="utf-8") != fresh:
-                changed.append(f"{page.name}: {ref}")
+                changed.append(f"{page.name}: {stepper.id}")
                 if write:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_text(fresh, encoding="utf-8")

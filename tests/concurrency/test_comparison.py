@@ -173,6 +173,35 @@ def test_the_page_shows_the_whole_table_the_code_computes():
     assert comparison.page_table() == comparison.markdown_table()
 
 
+def test_the_page_has_a_stepper_for_every_cell_small_enough_and_says_why_not_for_the_rest():
+    shown = comparison.page_table(start=comparison.STEPPERS_START,
+                                  end=comparison.STEPPERS_END)
+    assert shown == comparison.steppers_section()
+    cells = [(strategy, scenario) for strategy in STRATEGIES
+             for scenario in comparison.SCENARIOS + comparison.BEYOND]
+    too_big = [cell for cell in cells if not comparison.steppable(*cell)]
+    assert shown.count("<!-- stepper: ") == len(cells) - len(too_big)
+    assert shown.count("More than 800 interleavings") == len(too_big)
+    # The biggest: three or four actors, the versioned set's extra round trips.
+    assert ("leases", "stampede + write") in too_big
+    assert ("versioned-set", "two writers") not in too_big
+
+
+def test_a_cells_stepper_holds_every_interleaving_of_that_cell():
+    import json
+
+    from snippets.explorer import explore
+    from snippets.explorer.trees import TREES
+    world = comparison.cell_world("leases", "replica lag")
+    everything = explore(world.actors, world.setup, world.check, make_db=world.make_db,
+                         reduce=False)
+    ident = comparison.stepper_id("leases", "replica lag")
+    tree = json.loads((TREES / f"{ident}.json").read_text(encoding="utf-8"))
+    assert (tree["total"], tree["bad"]) == (everything.total, len(everything.bad))
+    assert tree["total"] <= comparison.STEPPER_LIMIT
+    assert tree["race"] == list(comparison.cell_found("leases", "replica lag").bad[0])
+
+
 def test_a_lagging_replica_or_a_snapshot_breaks_leases_but_not_versioned_sets():
     for scenario in ("replica lag", "snapshot read"):
         assert comparison.run_beyond("leases", scenario).bad, scenario

@@ -630,7 +630,7 @@ def test_every_stepper_tree_in_the_docs_is_up_to_date_and_asked_for():
     pages = sorted(docs_tool.DOCS.rglob("*.md"))
     assert trees.update_trees(pages, write=False) == [], (
         "run: python -m snippets.explorer --trees")
-    asked = {trees.tree_id(ref) for page in pages for ref, _ in trees.page_steppers(page)}
+    asked = {stepper.id for page in pages for stepper in trees.page_steppers(page)}
     files = {path.stem for path in trees.TREES.glob("*.json")}
     assert files == asked, f"trees no page asks for: {sorted(files - asked)}"
 
@@ -639,7 +639,8 @@ def test_a_stepper_takes_the_labels_of_the_diagram_after_it():
     from snippets.explorer import trees
     page = docs_tool.DOCS / "concurrency" / "reader-race.md"
     [first, *_] = trees.page_steppers(page)
-    assert first == ("snippets.concurrency.reader_race:reader_race", ["Reader", "Writer"])
+    assert first == ("snippets.concurrency.reader_race:reader_race", None, ["Reader", "Writer"])
+    assert first.id == "concurrency.reader_race.reader_race"
     tree = json.loads((trees.TREES / "concurrency.reader_race.reader_race.json").read_text())
     assert tree["actors"] == [{"name": "R", "label": "Reader"}, {"name": "W", "label": "Writer"}]
 
@@ -654,3 +655,16 @@ def test_an_empty_diagram_fence_is_filled_and_nothing_after_it_is_touched(tmp_pa
     assert text.endswith("```\n" + after)
     [(_, body)] = docs_tool.page_diagrams(page)
     assert body == docs_tool.render("snippets.concurrency.explorer:lost_update")
+
+
+def test_a_stepper_away_from_any_diagram_takes_the_modules_labels(tmp_path):
+    from snippets.explorer import trees
+    page = tmp_path / "page.md"
+    page.write_text("<!-- stepper: snippets.concurrency.comparison:cell_run "
+                    "leases/two-writers -->\n\nText.\n\n```mermaid\nsequenceDiagram\n"
+                    "    participant a0 as Someone else\n```\n")
+    [stepper] = trees.page_steppers(page)
+    assert stepper == ("snippets.concurrency.comparison:cell_run", "leases/two-writers", [])
+    assert stepper.id == "concurrency.comparison.cell_run-leases-two-writers"
+    tree = json.loads(trees.render(stepper))
+    assert [actor["label"] for actor in tree["actors"]] == ["Writer A", "Writer B"]

@@ -256,6 +256,19 @@
     render();
   }
 
+  // A stepper the address names may sit in a closed admonition or a hidden content tab
+  // (the comparison page's cells): open them, then bring it on screen.
+  function reveal(root) {
+    for (let d = root.closest('details'); d; d = d.parentElement.closest('details')) d.open = true;
+    for (let block = root.closest('.tabbed-block'); block;
+      block = block.parentElement.closest('.tabbed-block')) {
+      const index = [...block.parentElement.children].indexOf(block);
+      const input = block.closest('.tabbed-set').querySelectorAll(':scope > input')[index];
+      if (input && !input.checked) input.click();
+    }
+    root.scrollIntoView({block: 'start'});
+  }
+
   function load(root) {
     if (root.dataset.loading) return;
     root.dataset.loading = 'true';
@@ -271,7 +284,7 @@
         const want = targets(root);
         if (want) {
           stepper.open(want);
-          root.scrollIntoView({block: 'start'});
+          reveal(root);
         }
         root.dataset.ready = 'true';
       })
@@ -295,7 +308,7 @@
     for (const root of all) {
       const want = targets(root);
       if (!want) continue;
-      if (root.stepper) { root.stepper.open(want); root.scrollIntoView({block: 'start'}); } else load(root);
+      if (root.stepper) { root.stepper.open(want); reveal(root); } else { reveal(root); load(root); }
     }
   });
 })();
