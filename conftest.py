@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import markdown
+import pytest
 from sybil import Sybil
 from sybil.document import Document
 from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
 
 ROOT = Path(__file__).parent
+STARTED = pytest.StashKey["Server"]()  # the Redis this session started, if it did
 
 # Fences a reader sees as Python: ```python, ```pycon, with or without attributes
 # (title="...", hl_lines="..."). Sybil matches the info string exactly, so the test copy of
@@ -64,11 +67,31 @@ pytest_collect_file = (_sybil("docs", ["*.md"]) + _sybil(".", ["README.md"])).py
 
 
 def pytest_configure(config) -> None:
-    """Under pytest-xdist, each worker gets a Redis database of its own: the tests empty
-    theirs with FLUSHDB, which must not wipe a test running on the other worker."""
-    worker, url = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("REDIS_URL")
+    """Without ``REDIS_URL``, a Redis of the session's own if redis-server is installed
+    (tests/engines.py; ``START_REDIS=0`` turns it off), started before pytest-xdist starts
+    its workers, so they inherit the address. Under pytest-xdist, each worker gets a Redis
+    database of its own: the tests empty theirs with FLUSHDB, which must not wipe a test
+    running on the other worker."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if (worker is None and not os.environ.get("REDIS_URL")
+            and os.environ.get("START_REDIS", "1") != "0" and shutil.which("redis-server")):
+        from tests.engines import start_redis
+
+        server = start_redis()
+        config.stash[STARTED] = server
+        os.environ["REDIS_URL"] = server.url
+    url = os.environ.get("REDIS_URL")
     if worker and url:
         parts = urlsplit(url)
         base = int(parts.path.strip("/") or 0)
         number = (base + 1 + int(worker.removeprefix("gw"))) % 16  # 16 databases by default
         os.environ["REDIS_URL"] = urlunsplit(parts._replace(path=f"/{number}"))
+
+
+def pytest_unconfigure(config) -> None:
+    server = config.stash.get(STARTED, None)
+    if server is not None:
+        os.environ.pop("REDIS_URL", None)
+        note = server.stop()
+        if note:
+            print(f"\n{note}")

@@ -22,7 +22,8 @@ def real_redis_url() -> str:
     if not url:
         if IN_CI:
             pytest.fail("CI=true but REDIS_URL is not set: the real-Redis tests must run in CI")
-        pytest.skip("REDIS_URL is not set; set it to run this test on a real Redis too")
+        pytest.skip("no real Redis: install redis-server (the tests start their own) "
+                    "or set REDIS_URL")
     return url
 
 
