@@ -1,7 +1,8 @@
 """Real servers that the tests start for themselves, on loopback, and stop by pid.
 
-A newcomer with ``redis-server`` installed runs the real-Redis tests without configuring
-anything: when ``REDIS_URL`` is not set, the root conftest.py starts a throwaway Redis here
+PostgreSQL (a primary and a hot standby that lags by a chosen delay) is started by the
+tests that need it (tests/distributed/test_replica_lag_real.py). A newcomer with
+``redis-server`` installed runs the real-Redis tests without configuring anything: when ``REDIS_URL`` is not set, the root conftest.py starts a throwaway Redis here
 (a free port, its files in a temporary directory, nothing saved to disk) and sets
 ``REDIS_URL`` for the whole session, pytest-xdist's workers included. A server that dies
 during the run keeps its directory, and the path of its log is printed.
@@ -9,6 +10,7 @@ during the run keeps its directory, and the path of its log is printed.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -83,3 +85,81 @@ def start_redis() -> Server:
                 time.sleep(0.05)
     finally:
         client.close()
+
+
+# --- PostgreSQL: a throwaway primary, and a hot standby made with pg_basebackup ---------
+# PostgreSQL refuses to run as root, and CI runs as root: then every server program runs as
+# the `postgres` user that Debian's package creates (subprocess's user=).
+
+PG_BIN = Path("/usr/lib/postgresql")
+
+
+def postgres_bin(program: str) -> str:
+    """A PostgreSQL server program: Debian keeps them off the PATH, per major version."""
+    found = sorted(PG_BIN.glob(f"*/bin/{program}"), key=lambda p: int(p.parts[-3]))
+    on_path = shutil.which(program)
+    if found:
+        return str(found[-1])
+    if on_path:
+        return on_path
+    raise FileNotFoundError(f"{program} is not installed (apt-get install postgresql)")
+
+
+def _as_server_user() -> dict[str, str]:
+    return {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
+
+
+def _owned_directory(prefix: str) -> Path:
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    if os.geteuid() == 0:
+        shutil.chown(directory, "postgres", "postgres")
+    return directory
+
+
+def _run(args: list[str]) -> None:
+    done = subprocess.run(args, capture_output=True, text=True, **_as_server_user())
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+
+
+def _start_postgres(name: str, data: Path, port: int, settings: dict[str, str]) -> Server:
+    options = {"port": str(port), "listen_addresses": "127.0.0.1",
+               "unix_socket_directories": str(data), "fsync": "off",
+               "full_page_writes": "off", **settings}
+    args = [postgres_bin("postgres"), "-D", str(data / "data")]
+    for key, value in options.items():
+        args += ["-c", f"{key}={value}"]
+    log = (data / f"{name}.log").open("wb")
+    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                               **_as_server_user())
+    server = Server(name, process, data, f"postgresql://postgres@127.0.0.1:{port}/postgres")
+    deadline = time.monotonic() + START_TIMEOUT_S * 3
+    while True:
+        ready = subprocess.run([postgres_bin("pg_isready"), "-h", "127.0.0.1", "-p",
+                                str(port), "-q"], check=False)
+        if ready.returncode == 0:
+            return server
+        if process.poll() is not None or time.monotonic() > deadline:
+            server.stop()
+            raise RuntimeError(f"{name} did not start:\n{server.log.read_text()[-2000:]}")
+        time.sleep(0.1)
+
+
+def start_postgres() -> Server:
+    """A throwaway primary on 127.0.0.1 (trust authentication, loopback only)."""
+    directory = _owned_directory("tests-postgres-")
+    _run([postgres_bin("initdb"), "-D", str(directory / "data"), "-U", "postgres",
+          "--auth=trust", "-E", "UTF8", "--no-sync"])
+    return _start_postgres("postgres", directory, free_port(), {"wal_level": "replica"})
+
+
+def start_standby(primary: Server, apply_delay_ms: int) -> Server:
+    """A hot standby of ``primary`` that applies each commit ``apply_delay_ms`` late:
+    a replica lag of a chosen, deterministic size."""
+    directory = _owned_directory("tests-standby-")
+    port = primary.url.rsplit(":", 1)[1].split("/")[0]
+    _run([postgres_bin("pg_basebackup"), "-D", str(directory / "data"), "-h", "127.0.0.1",
+          "-p", port, "-U", "postgres", "-X", "stream", "-R", "--no-sync"])
+    return _start_postgres("standby", directory, free_port(),
+                           {"hot_standby": "on",
+                            "recovery_min_apply_delay": f"{apply_delay_ms}ms"})

@@ -37,6 +37,7 @@ from snippets.concurrency.update_vs_invalidate import Read, Write
 from snippets.explorer import Actor, Exploration, Returns, Run, explore, replay
 from snippets.lease import invalidate, lease_key, read_through
 from snippets.replication import ReplicatedDatabase, add_change_stream, read_changes
+from snippets.postgres import PrimaryWithStandby  # the same world on real servers
 from snippets.scenarios import user_not_cached
 
 # --8<-- [end:imports]
@@ -45,9 +46,10 @@ Check = Callable[[Cache, Database, Returns], "str | None"]
 
 
 # --8<-- [start:world]
-def replicated(db: Database) -> ReplicatedDatabase:
-    """The world these paths run in: a primary that has a replica."""
-    if not isinstance(db, ReplicatedDatabase):
+def replicated(db: Database) -> ReplicatedDatabase | PrimaryWithStandby:
+    """The world these paths run in: a primary that has a replica (the explorer's, or
+    a real PostgreSQL primary and its standby)."""
+    if not isinstance(db, ReplicatedDatabase | PrimaryWithStandby):
         raise TypeError(f"a primary with a replica (ReplicatedDatabase) is needed, "
                         f"got {type(db).__name__}")
     return db

@@ -1,0 +1,103 @@
+"""PostgreSQL behind the interface of the SQLite ``Database``: the pattern functions
+run on it unchanged (``?`` placeholders, ``query``, ``execute``, ``transaction``, the
+read and write counters). ``PrimaryWithStandby`` is a primary whose ``replica`` is a hot
+standby, for the real-engine tests of the distributed-timing pages.
+
+The tests start the servers themselves (tests/engines.py); nothing here starts one.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+
+from snippets.backends import Database
+
+USERS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    id      INTEGER PRIMARY KEY,
+    name    TEXT    NOT NULL,
+    version INTEGER NOT NULL DEFAULT 1
+)
+"""
+
+
+def _placeholders(sql: str) -> str:
+    """SQLite's ``?`` as psycopg's ``%s`` (a literal ``%`` doubled first)."""
+    return re.sub(r"\?", "%s", sql.replace("%", "%%"))
+
+
+class PostgresDatabase(Database):
+    """One autocommit connection; ``query()`` counts a read, ``execute()`` a write."""
+
+    def __init__(self, url: str, create: bool = True) -> None:  # not SQLite's
+        self.url = url
+        self.conn = psycopg.connect(url, autocommit=True)  # type: ignore[assignment]
+        self.lock = threading.RLock()
+        self.reads = 0
+        self.writes = 0
+        if create:
+            self.conn.execute(USERS_SCHEMA)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self.lock:
+            self.reads += 1
+            return self.conn.execute(_placeholders(sql), params).fetchall()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        with self.lock:
+            self.writes += 1
+            return self.conn.execute(_placeholders(sql), params).rowcount
+
+    @contextmanager
+    def transaction(self) -> Iterator[Database]:
+        with self.lock, self.conn.transaction():  # type: ignore[attr-defined]
+            yield self
+
+    def reset_counts(self) -> None:
+        self.reads = 0
+        self.writes = 0
+
+    def add_user(self, user_id: int, name: str) -> None:
+        with self.lock:
+            self.conn.execute("INSERT INTO users (id, name) VALUES (%s, %s)",
+                              (user_id, name))
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class PrimaryWithStandby(PostgresDatabase):
+    """The primary; ``replica`` reads a hot standby that applies each commit late
+    (``recovery_min_apply_delay``), as a read replica under load does."""
+
+    def __init__(self, primary_url: str, standby_url: str,
+                 catch_up_timeout_s: float = 30.0) -> None:
+        super().__init__(primary_url)
+        self.replica = PostgresDatabase(standby_url, create=False)  # read-only
+        self.catch_up_timeout_s = catch_up_timeout_s
+
+    def replicate(self) -> bool:
+        """Wait until the standby has applied everything the primary committed so far;
+        False: nothing is left to apply (the explorer's replicas step one at a time)."""
+        [(target,)] = self.conn.execute("SELECT pg_current_wal_insert_lsn()").fetchall()
+        deadline = time.monotonic() + self.catch_up_timeout_s
+        while True:
+            [(done,)] = self.replica.conn.execute(
+                "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (target,)).fetchall()
+            if done:
+                return False
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the standby did not reach {target} in "
+                                   f"{self.catch_up_timeout_s} s")
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self.replica.close()
+        super().close()

@@ -1,0 +1,92 @@
+"""Fills from a lagging replica, for real: a PostgreSQL primary and a hot standby that
+applies each commit LAG_MS late (``recovery_min_apply_delay``), and a real Redis.
+
+The request writes, and then reads while the standby is still behind: the one order of
+the explorer's "read after write" scenario in which replication comes last. Each read
+path ends with a stale key exactly when the explorer finds a bad schedule for it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from snippets.backends import make_redis_cache
+from snippets.distributed import replica_lag
+from snippets.explorer.pages import DOCS
+from tests.conftest import real_redis_url
+from tests.engines import Server, postgres_bin, start_postgres, start_standby
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+LAG_MS = 1_500  # longer than a write and a read take, by far: the read sees the old row
+
+# What each read path leaves behind, and the same verdict from the explorer.
+STALE = {
+    "invalidate-on-write": True,
+    "leases": True,
+    "double-delete": True,
+    "versioned-set": False,
+    "fill from the primary": False,
+    "remote markers": False,
+    "tombstones": False,
+}
+
+
+def paths(name: str) -> replica_lag.Fix:
+    return replica_lag.fix(name) if name in replica_lag.FIXES else replica_lag.strategy(name)
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[tuple[Server, Server]]:
+    try:
+        postgres_bin("postgres")
+    except FileNotFoundError as missing:
+        if IN_CI:
+            pytest.fail(f"CI=true: the PostgreSQL tests must run, but {missing}")
+        pytest.skip(str(missing))
+    primary = start_postgres()
+    try:
+        standby = start_standby(primary, LAG_MS)
+    except BaseException:
+        primary.stop()
+        raise
+    yield primary, standby
+    notes = [standby.stop(), primary.stop()]
+    assert notes == [None, None], notes  # neither died during the tests
+
+
+@pytest.mark.parametrize("name", list(STALE))
+def test_a_read_within_the_lag_leaves_a_stale_key_exactly_when_the_explorer_says(
+        servers, name):
+    from snippets.postgres import PrimaryWithStandby
+    primary, standby = servers
+    world = PrimaryWithStandby(primary.url, standby.url)
+    cache = make_redis_cache(real_redis_url())
+    fix = paths(name)
+    try:
+        world.execute("DELETE FROM users")
+        world.add_user(1, "old")
+        world.replicate()  # the standby has user 1 as "old"
+
+        fix.write(cache, world, 1, "new")
+        [(on_standby,)] = world.replica.query("SELECT name FROM users WHERE id = 1")
+        assert on_standby == "old", "the standby applied the write already: no lag to test"
+        fix.read(cache, world, 1)  # another request, within the lag
+        world.replicate()  # the standby catches up
+        after = fix.read(cache, world, 1)
+    finally:
+        cache.close()
+        world.close()
+    assert (after != "new") == STALE[name], f"{name}: the next read returns {after!r}"
+    explored = replica_lag.explore_lag(fix, "read after write")
+    assert bool(explored.bad) == STALE[name]
+
+
+def test_the_page_shows_these_results():
+    page = (DOCS / "distributed" / "replica-lag.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| (.+?) \| (stale|fresh) \|$", page, re.M))
+    assert rows == {name: "stale" if stale else "fresh" for name, stale in STALE.items()}
+    assert f"{LAG_MS:,} ms" in page
