@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,8 +58,45 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_redis() -> Server:
-    """A throwaway redis-server on 127.0.0.1, answering PING; raise if it does not."""
+class Link:
+    """A TCP relay from a replica to its primary, that a test cuts at a chosen moment:
+    from then on, what the primary sends is dropped, as on a broken network link (the
+    replica does not know yet, and neither does the primary)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port, self.cut_off = target_port, threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def cut(self) -> None:
+        self.cut_off.set()
+
+    def close(self) -> None:
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                replica, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            primary = socket.create_connection(("127.0.0.1", self.target_port))
+            for source, sink in ((replica, primary), (primary, replica)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                if not self.cut_off.is_set():
+                    sink.sendall(data)
+        except OSError:
+            pass
+
+
+def start_redis(*options: str) -> Server:
+    """A throwaway redis-server on 127.0.0.1, answering PING; raise if it does not.
+    ``options``: more of redis-server's, e.g. ``"--replicaof", "127.0.0.1", "6380"``."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise FileNotFoundError("redis-server is not installed (apt-get install redis-server)")
@@ -66,7 +104,9 @@ def start_redis() -> Server:
     process = subprocess.Popen(
         [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
          "--appendonly", "no", "--dir", str(directory),
-         "--logfile", str(directory / "redis.log")],
+         "--logfile", str(directory / "redis.log"),
+         # A replica syncs at once, and a stop does not wait for replicas to catch up.
+         "--repl-diskless-sync-delay", "0", "--shutdown-timeout", "0", *options],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     server = Server("redis", process, directory, f"redis://127.0.0.1:{port}/0")
     deadline = time.monotonic() + START_TIMEOUT_S
