@@ -203,3 +203,36 @@ def start_standby(primary: Server, apply_delay_ms: int) -> Server:
     return _start_postgres("standby", directory, free_port(),
                            {"hot_standby": "on",
                             "recovery_min_apply_delay": f"{apply_delay_ms}ms"})
+
+
+def start_cluster(masters: int = 3) -> list[Server]:
+    """A Redis Cluster of ``masters`` masters on loopback (no replicas), every slot
+    covered; the first server's ``url`` is where a cluster client starts."""
+    servers: list[Server] = []
+    try:
+        for _ in range(masters):
+            servers.append(start_redis(  # the bus on a free port too (else: port + 10000)
+                "--cluster-enabled", "yes", "--cluster-port", str(free_port()),
+                "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"))
+        nodes = [server.url.removeprefix("redis://").split("/")[0] for server in servers]
+        done = subprocess.run([shutil.which("redis-cli") or "redis-cli", "--cluster",
+                               "create", *nodes, "--cluster-yes"],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed:\n{done.stdout}"
+                               f"\n{done.stderr}")
+        deadline = time.monotonic() + START_TIMEOUT_S * 3
+        for server in servers:
+            client = redis.Redis.from_url(server.url, decode_responses=True)
+            try:
+                while client.cluster("INFO").get("cluster_state") != "ok":
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"the cluster never became ok at {server.url}")
+                    time.sleep(0.05)
+            finally:
+                client.close()
+        return servers
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
