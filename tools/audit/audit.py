@@ -8,6 +8,8 @@
    the targets. Exit status 1 when a target is missed.
 
 AUDIT_PAGES="/ patterns/cache-aside/" limits the run to those pages ("/" is the home page).
+AUDIT_DETAIL=1 prints each run's longest main-thread tasks and costliest scripts;
+AUDIT_LHR_DIR=/some/dir keeps every full Lighthouse report (JSON) there.
 """
 
 from __future__ import annotations
@@ -99,8 +101,9 @@ def main() -> int:
             sys.exit(f"AUDIT_PAGES names pages the site does not have: {' '.join(unknown)}\n"
                      f"pages: / {' '.join(page for page in pages if page)}")
         pages = asked
-    diagrams = {p: '<pre class="mermaid"' in (site / p / "index.html").read_text(encoding="utf-8")
-                for p in pages}
+    html = {p: (site / p / "index.html").read_text(encoding="utf-8") for p in pages}
+    diagrams = {p: '<pre class="mermaid"' in html[p] for p in pages}
+    steppers = {p: 'class="stepper"' in html[p] for p in pages}
 
     print(f"== Lighthouse on {len(pages)} pages x 2 presets (a few minutes)", flush=True)
     run = subprocess.run(
@@ -115,32 +118,39 @@ def main() -> int:
     results = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
 
     misses = []
-    header = f"{'page':<36} {'preset':<8} {'perf':>4} {'a11y':>4} {'b.p.':>4} {'SEO':>4} {'KiB':>6}  diagram"
+    header = (f"{'page':<36} {'preset':<8} {'perf':>4} {'a11y':>4} {'b.p.':>4} {'SEO':>4} {'KiB':>6} "
+              f"{'TBT':>7}  diagram stepper")
     print("\n" + header + "\n" + "-" * len(header))
     for r in results:
         page = r["url"][len(base):] or "(home)"
         has_diagram = diagrams[r["url"][len(base):]]
-        perf_target = (90 if r["preset"] == "desktop" else None) if has_diagram else (
-            95 if r["preset"] == "desktop" else 90)
-        checks = [("accessibility", r["accessibility"] >= 100), ("best practices", r["bestPractices"] >= 100)]
-        if perf_target is not None:
-            checks.append((f"performance >= {perf_target}", r["performance"] >= perf_target))
+        has_stepper = steppers[r["url"][len(base):]]
+        # Every page, diagrams and steppers included: Mermaid and the stepper load lazily
+        # and draw in small tasks, so they get no allowance.
+        perf_target = 95 if r["preset"] == "desktop" else 90
+        checks = [("accessibility", r["accessibility"] >= 100), ("best practices", r["bestPractices"] >= 100),
+                  (f"performance >= {perf_target}", r["performance"] >= perf_target)]
         if page == "(home)":
             checks.append(("home under 300 KiB", r["bytes"] < HOME_BUDGET))
         missed = [name for name, ok in checks if not ok]
         mark = "  MISSES: " + ", ".join(missed) if missed else ""
         print(f"{page:<36} {r['preset']:<8} {r['performance']:>4} {r['accessibility']:>4} "
-              f"{r['bestPractices']:>4} {r['seo']:>4} {r['bytes'] / 1024:>6.0f}  "
-              f"{'yes' if has_diagram else 'no':<7}{mark}")
+              f"{r['bestPractices']:>4} {r['seo']:>4} {r['bytes'] / 1024:>6.0f} "
+              f"{r['metrics']['total-blocking-time'].replace(chr(160), ' '):>7}  "
+              f"{'yes' if has_diagram else 'no':<7} {'yes' if has_stepper else 'no':<7}{mark}")
+        if os.environ.get("AUDIT_DETAIL") == "1":
+            for line in r.get("longTasks", []) + r.get("bootup", []):
+                print(f"    {line.replace(base, '/')}")
         if r.get("runtimeError"):
             missed.append(f"runtime error: {r['runtimeError']}")
         if missed:
             failing = {k: v for k, v in r["failing"].items() if v}
             misses.append(f"{page} ({r['preset']}): {', '.join(missed)}; failing audits: {failing}; "
-                          f"metrics: {r['metrics']}")
+                          f"metrics: {r['metrics']}; long tasks: {r.get('longTasks')}")
     print()
     print("Targets: accessibility 100 and best practices 100 everywhere; performance >= 95 desktop and")
-    print(">= 90 mobile without diagrams, >= 90 desktop with diagrams; home page under 300 KiB.")
+    print(">= 90 mobile on every page, diagrams and steppers included; home page under 300 KiB.")
+    print("(AUDIT_DETAIL=1 lists each run's long tasks; AUDIT_LHR_DIR=dir keeps the full reports.)")
     for name, seconds in times.items():
         print(f"make {name}: {seconds:.1f} s")
     if misses:

@@ -5,6 +5,7 @@
 import lighthouse from "lighthouse";
 import desktopConfig from "lighthouse/core/config/desktop-config.js";
 import * as chromeLauncher from "chrome-launcher";
+import { writeFileSync } from "node:fs";
 
 const CATEGORIES = ["performance", "accessibility", "best-practices", "seo"];
 const chrome = await chromeLauncher.launch({
@@ -30,6 +31,11 @@ try {
       const flags = { port: chrome.port, output: "json", logLevel: "error", onlyCategories: CATEGORIES };
       const result = await lighthouse(url, flags, preset === "desktop" ? desktopConfig : undefined);
       const lhr = result.lhr;
+      // AUDIT_LHR_DIR=/tmp/lhr keeps each full report, to read what a score blames.
+      if (process.env.AUDIT_LHR_DIR) {
+        const name = new URL(url).pathname.replace(/\//g, "_") + `${preset}.json`;
+        writeFileSync(`${process.env.AUDIT_LHR_DIR}/${name}`, JSON.stringify(lhr));
+      }
       const score = (id) => Math.round((lhr.categories[id]?.score ?? 0) * 100);
       // The failing audits of a category, each with the first few elements it names.
       const failing = (id) => lhr.categories[id].auditRefs
@@ -57,6 +63,12 @@ try {
         metrics: Object.fromEntries(
           ["first-contentful-paint", "largest-contentful-paint", "total-blocking-time",
            "cumulative-layout-shift", "speed-index"].map((id) => [id, lhr.audits[id].displayValue])),
+        // What blocks the main thread: the longest tasks (ms, as measured, before any
+        // simulated slow-down) and the scripts that cost most CPU.
+        longTasks: (lhr.audits["long-tasks"]?.details?.items ?? []).slice(0, 6)
+          .map((t) => `${Math.round(t.duration)} ms ${t.url ?? ""}`.trim()),
+        bootup: (lhr.audits["bootup-time"]?.details?.items ?? []).slice(0, 4)
+          .map((t) => `${t.url}: ${Math.round(t.scripting)} ms scripting`),
         runtimeError: lhr.runtimeError?.message,
       }));
     }
