@@ -1,7 +1,8 @@
 """PostgreSQL behind the interface of the SQLite ``Database``: the pattern functions
 run on it unchanged (``?`` placeholders, ``query``, ``execute``, ``transaction``, the
 read and write counters). ``PrimaryWithStandby`` is a primary whose ``replica`` is a hot
-standby, for the real-engine tests of the distributed-timing pages.
+standby, and ``poll_slot`` invalidates from PostgreSQL's own change stream (logical
+decoding), for the real-engine tests of the distributed-timing pages.
 
 The tests start the servers themselves (tests/engines.py); nothing here starts one.
 """
@@ -17,7 +18,8 @@ from typing import Any
 
 import psycopg
 
-from snippets.backends import Database
+from snippets.backends import Cache, Database, user_key
+from snippets.lease import lease_key
 
 USERS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -101,3 +103,41 @@ class PrimaryWithStandby(PostgresDatabase):
     def close(self) -> None:
         self.replica.close()
         super().close()
+
+
+# --- CDC: invalidate from the database's own log (logical decoding) ------------------
+
+SLOT = "cache_invalidation"
+# test_decoding's line for a row of users: "table public.users: UPDATE: id[integer]:1"
+USERS_ROW = re.compile(
+    r"^table public\.users: (?:INSERT|UPDATE|DELETE): id\[integer\]:(\d+)")
+
+
+def create_slot(db: PostgresDatabase, slot: str = SLOT) -> None:
+    """A logical replication slot: from now on the server keeps every committed change
+    until the slot's consumer has taken it (needs ``wal_level = logical``)."""
+    db.conn.execute("SELECT pg_create_logical_replication_slot(%s, 'test_decoding')",
+                    (slot,))
+
+
+def poll_slot(cache: Cache, db: PostgresDatabase, slot: str = SLOT,
+              leases: bool = False) -> list[int]:
+    """One poll: the users changed by transactions committed since the last poll, in
+    commit order, whoever wrote them (the application, a migration, psql). Their keys
+    are deleted first, and only then are the changes consumed: a poll that fails half
+    way hands them out again (at least once)."""
+    rows = db.conn.execute(
+        "SELECT lsn, data FROM pg_logical_slot_peek_changes(%s, NULL, NULL)",
+        (slot,)).fetchall()
+    changed = [int(match[1]) for _, data in rows if (match := USERS_ROW.match(data))]
+    commits = [lsn for lsn, data in rows if data.startswith("COMMIT")]
+    if not commits:
+        return []
+    keys = sorted({user_key(user_id) for user_id in changed})
+    if leases:
+        keys += [lease_key(key) for key in keys]
+    if keys:
+        cache.delete(*keys)
+    db.conn.execute("SELECT count(*) FROM pg_logical_slot_get_changes(%s, %s, NULL)",
+                    (slot, commits[-1]))  # consume what was handled, and no more
+    return changed

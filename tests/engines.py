@@ -186,11 +186,12 @@ def _start_postgres(name: str, data: Path, port: int, settings: dict[str, str]) 
 
 
 def start_postgres() -> Server:
-    """A throwaway primary on 127.0.0.1 (trust authentication, loopback only)."""
+    """A throwaway primary on 127.0.0.1 (trust authentication, loopback only), its WAL
+    detailed enough for logical decoding (CDC) and for a standby."""
     directory = _owned_directory("tests-postgres-")
     _run([postgres_bin("initdb"), "-D", str(directory / "data"), "-U", "postgres",
           "--auth=trust", "-E", "UTF8", "--no-sync"])
-    return _start_postgres("postgres", directory, free_port(), {"wal_level": "replica"})
+    return _start_postgres("postgres", directory, free_port(), {"wal_level": "logical"})
 
 
 def start_standby(primary: Server, apply_delay_ms: int) -> Server:
