@@ -94,13 +94,14 @@ class Link:
             pass
 
 
-def start_redis(*options: str) -> Server:
-    """A throwaway redis-server on 127.0.0.1, answering PING; raise if it does not.
-    ``options``: more of redis-server's, e.g. ``"--replicaof", "127.0.0.1", "6380"``."""
+def start_redis(*options: str, port: int | None = None) -> Server:
+    """A throwaway redis-server on 127.0.0.1 (on ``port``, else a free one), answering
+    PING; raise if it does not. ``options``: more of redis-server's, e.g.
+    ``"--replicaof", "127.0.0.1", "6380"``."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise FileNotFoundError("redis-server is not installed (apt-get install redis-server)")
-    directory, port = Path(tempfile.mkdtemp(prefix="tests-redis-")), free_port()
+    directory, port = Path(tempfile.mkdtemp(prefix="tests-redis-")), port or free_port()
     process = subprocess.Popen(
         [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
          "--appendonly", "no", "--dir", str(directory),
