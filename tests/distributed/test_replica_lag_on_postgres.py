@@ -90,3 +90,24 @@ def test_the_page_shows_these_results():
     rows = dict(re.findall(r"^\| (.+?) \| (stale|fresh) \|$", page, re.M))
     assert rows == {name: "stale" if stale else "fresh" for name, stale in STALE.items()}
     assert f"{LAG_MS:,} ms" in page
+
+
+def test_the_load_run_prints_its_table_and_a_lease_filled_from_the_primary_ends_fresh():
+    """tools/replica_lag_load.py, briefly: processes on the real servers, its table."""
+    import subprocess
+    import sys
+    try:
+        postgres_bin("postgres")
+    except FileNotFoundError as missing:
+        if IN_CI:
+            pytest.fail(f"CI=true: the PostgreSQL tests must run, but {missing}")
+        pytest.skip(str(missing))
+    tool = DOCS.parent / "tools" / "replica_lag_load.py"
+    done = subprocess.run([sys.executable, str(tool), "--seconds", "1", "--readers", "1",
+                           "--writers", "1", "fill from the primary"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    [row] = [line for line in done.stdout.splitlines() if line.startswith("| fill")]
+    _, name, reads, per_million, keys, _ = row.split("|")
+    assert name.strip() == "fill from the primary" and int(reads) > 0
+    assert int(keys) == 0  # the lease refuses any fill that a later write's DEL raced
