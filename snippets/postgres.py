@@ -1,8 +1,9 @@
 """PostgreSQL behind the interface of the SQLite ``Database``: the pattern functions
 run on it unchanged (``?`` placeholders, ``query``, ``execute``, ``transaction``, the
 read and write counters). ``PrimaryWithStandby`` is a primary whose ``replica`` is a hot
-standby, and ``poll_slot`` invalidates from PostgreSQL's own change stream (logical
-decoding), for the real-engine tests of the distributed-timing pages.
+standby, ``poll_slot`` invalidates from PostgreSQL's own change stream (logical
+decoding), and ``relay_skip_locked`` lets several outbox relays run at once, for the
+real-engine tests of the distributed-timing and outbox pages.
 
 The tests start the servers themselves (tests/engines.py); nothing here starts one.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -141,3 +142,39 @@ def poll_slot(cache: Cache, db: PostgresDatabase, slot: str = SLOT,
     db.conn.execute("SELECT count(*) FROM pg_logical_slot_get_changes(%s, %s, NULL)",
                     (slot, commits[-1]))  # consume what was handled, and no more
     return changed
+
+
+# --- The outbox, with relays that run side by side ------------------------------------
+
+OUTBOX_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id         BIGSERIAL PRIMARY KEY,
+    topic      TEXT             NOT NULL,
+    key        TEXT             NOT NULL,
+    payload    TEXT             NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    sent_at    DOUBLE PRECISION
+)
+"""
+
+
+def relay_skip_locked(db: PostgresDatabase, producer: Any,
+                      clock: Callable[[], float] = time.time, limit: int = 100) -> int:
+    """The outbox's relay, for several relays at once: in one transaction, lock a batch
+    of unsent rows that no other relay holds (``FOR UPDATE SKIP LOCKED``), publish
+    them, mark them sent. Another relay takes the next rows instead of the same ones;
+    a relay that dies before COMMIT releases its rows, and another publishes them
+    (a duplicate, never a loss)."""
+    with db.transaction():
+        rows = db.query(
+            "SELECT id, topic, key, payload, created_at FROM outbox"
+            " WHERE sent_at IS NULL ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED",
+            (limit,))
+        for _, topic, key, payload, created_at in rows:
+            producer.produce(topic, value=payload, key=key,
+                             timestamp=round(created_at * 1000))
+        if rows and producer.flush(10) != 0:
+            raise RuntimeError("the log did not take every event: none marked")
+        for row in rows:
+            db.execute("UPDATE outbox SET sent_at = ? WHERE id = ?", (clock(), row[0]))
+    return len(rows)
