@@ -210,6 +210,7 @@ def cell_world(strategy: str, scenario: str) -> World:
     return World(*scenario_world(strategy, scenario))
 
 
+@functools.cache  # an exploration is deterministic: each cell's is made once
 def cell_found(strategy: str, scenario: str) -> Exploration:
     run = run_beyond if scenario in BEYOND else run_scenario
     return run(strategy, scenario)

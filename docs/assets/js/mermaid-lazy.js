@@ -14,9 +14,9 @@
 // - A diagram is drawn when it comes within half a screen of the viewport. Once the reader
 //   scrolls, the diagrams further away are drawn too, when the browser is idle, so they are
 //   ready when the reader gets there.
-// - One diagram at a time, yielding to the browser before each.
-// - Mermaid's modules are evaluated one per task (leaves first, the order a static import
-//   evaluates them), not all of them in one long task; so is the code of a diagram's type.
+// - One diagram at a time, yielding to the browser before each, and parsed in a task of its
+//   own before it is drawn. (Mermaid's own modules still evaluate in one task: splitting
+//   them would mean reading the entry module's imports, a second request for it.)
 (function () {
   "use strict";
   var sources = Array.prototype.slice.call(document.querySelectorAll("pre.mermaid"));
@@ -40,76 +40,12 @@
     return new Promise(function (resolve) { requestIdleCallback(function () { resolve(); }, { timeout: 2000 }); });
   }
 
-  // --- Mermaid's code, one module per task ------------------------------------------------
-
-  var texts = {};  // url -> promise of {text, deps}
-
-  // The static imports of a module, read from its text: `from"./x.mjs"`, `import"./x.mjs"`
-  // (not `import("./x.mjs")`, which Mermaid loads only for a diagram type that needs it).
-  function discover(url) {
-    if (!texts[url]) {
-      texts[url] = fetch(url).then(function (response) {
-        if (!response.ok) throw new Error("HTTP " + response.status + " for " + url);
-        return response.text();
-      }).then(function (text) {
-        var deps = [];
-        var pattern = /(?:\bfrom|\bimport)\s*["'](\.{1,2}\/[^"']+\.m?js)["']/g;
-        for (var match; (match = pattern.exec(text));) deps.push(new URL(match[1], url).href);
-        return Promise.all(deps.map(discover)).then(function () { return { text: text, deps: deps }; });
-      });
-    }
-    return texts[url];
-  }
-
-  // Evaluate `url` and what it imports, one module per task, leaves first. Whatever the
-  // reading of the imports misses, the last import() still evaluates: the order may differ
-  // from a static import, never the result.
-  function importInSteps(url) {
-    return discover(url).then(function () {
-      var order = [];
-      return collect(url, {}, order).then(function () { return order; });
-    }).then(function (order) {
-      return order.reduce(function (done, u) {
-        return done.then(pause).then(function () { return import(u); });
-      }, Promise.resolve());
-    }, function () {
-      return import(url);  // could not read the graph: one import, as before
-    });
-  }
-
-  function collect(url, seen, order) {
-    if (seen[url]) return Promise.resolve();
-    seen[url] = true;
-    return texts[url].then(function (node) {
-      return node.deps.reduce(function (done, dep) {
-        return done.then(function () { return collect(dep, seen, order); });
-      }, Promise.resolve());
-    }).then(function () { order.push(url); });
-  }
-
   function load() {
-    loaded = loaded || importInSteps(entry).then(function (module) {
+    loaded = loaded || import(entry).then(function (module) {
       module.default.initialize(config);
       return module.default;
     });
     return loaded;
-  }
-
-  // The code of a diagram's type ("sequenceDiagram" -> chunks/…/sequenceDiagram-XXXX.mjs),
-  // evaluated in steps before the first diagram of that type is drawn. A type with no chunk
-  // of its name is left to Mermaid.
-  var types = {};
-  function prepare(text) {
-    var type = (text.match(/^\s*(?:%%.*\n\s*)*([A-Za-z][\w-]*)/) || [])[1];
-    if (!type) return Promise.resolve();
-    if (!types[type]) {
-      types[type] = discover(entry).then(function (node) {
-        var escaped = type.replace(/[^\w-]/g, "");
-        var chunk = node.text.match(new RegExp('import\\("(\\./chunks/[^"]*/' + escaped + '-[\\w]+\\.mjs)"\\)'));
-        return chunk ? importInSteps(new URL(chunk[1], entry).href) : null;
-      }).catch(function () { return null; });
-    }
-    return types[type];
   }
 
   // --- which diagram next ------------------------------------------------------------------
@@ -127,7 +63,13 @@
       job = nextJob();
       jobs.splice(jobs.indexOf(job), 1);
       return load()
-        .then(function (real) { return prepare(job.text).then(function () { return real; }); })
+        // Parsing first, in a task of its own, takes the loading of the diagram type's code
+        // and the parser's warm-up out of the drawing task. A syntax error is left for
+        // render() to draw, as Mermaid does.
+        .then(function (real) {
+          return pause().then(function () { return real.parse(job.text); })
+            .catch(function () { return null; }).then(function () { return real; });
+        })
         .then(function (real) { return pause().then(function () { return real.render(job.id, job.text); }); })
         .then(keepReadable)
         .then(job.resolve, job.reject);
