@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.engines import Server, needs_postgres, start_postgres
 from snippets.backends import Cache, Database, FakeClock, make_db, make_fake_cache, make_redis_cache
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -73,3 +74,12 @@ def printed(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str])
 # The built site, its server and Chromium, shared by the browser tests (tests/test_site.py,
 # tests/test_stepper.py): defined once, here, so a session builds and launches them once.
 from tests.site_fixtures import base_url, browser, open_page, site_dir  # noqa: E402, F401
+
+
+@pytest.fixture(scope="module")
+def postgres_primary() -> Iterator[Server]:
+    """A throwaway PostgreSQL primary on loopback, for one test module."""
+    needs_postgres()
+    server = start_postgres()
+    yield server
+    assert server.stop() is None, "PostgreSQL died during the tests"

@@ -7,8 +7,6 @@ user's copy: on a cluster its script is refused (CROSSSLOT), as its page says.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -21,17 +19,13 @@ from snippets.explorer.pages import DOCS
 from snippets.lease import lease_key
 from snippets.patterns import write_behind
 from snippets.scaling.coalescing import get_user_coalesced
-from tests.engines import start_cluster
+from tests.engines import needs_redis_server, start_cluster
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[RedisCluster]:
-    if not (shutil.which("redis-server") and shutil.which("redis-cli")):
-        if IN_CI:
-            pytest.fail("CI=true: the cluster tests must run, but redis-server is missing")
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    needs_redis_server()
     servers = start_cluster(3)
     client = RedisCluster.from_url(servers[0].url, decode_responses=True)
     yield client

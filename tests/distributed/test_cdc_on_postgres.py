@@ -5,9 +5,7 @@ the change: the application, or psql behind its back. A real Redis holds the cac
 
 from __future__ import annotations
 
-import os
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,22 +13,8 @@ from snippets.backends import make_redis_cache, user_key
 from snippets.distributed import cdc
 from snippets.patterns.cache_aside import get_user
 from tests.conftest import real_redis_url
-from tests.engines import Server, postgres_bin, start_postgres
+from tests.engines import Server, postgres_bin
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-@pytest.fixture(scope="module")
-def primary() -> Iterator[Server]:
-    try:
-        postgres_bin("postgres")
-    except FileNotFoundError as missing:
-        if IN_CI:
-            pytest.fail(f"CI=true: the PostgreSQL tests must run, but {missing}")
-        pytest.skip(str(missing))
-    server = start_postgres()
-    yield server
-    assert server.stop() is None, "PostgreSQL died during the tests"
 
 
 def psql(server: Server, sql: str) -> None:
@@ -39,9 +23,9 @@ def psql(server: Server, sql: str) -> None:
                    check=True, capture_output=True)
 
 
-def test_the_consumer_invalidates_every_committed_change_in_commit_order(primary):
+def test_the_consumer_invalidates_every_committed_change_in_commit_order(postgres_primary):
     from snippets.postgres import PostgresDatabase, create_slot, poll_slot
-    db = PostgresDatabase(primary.url)
+    db = PostgresDatabase(postgres_primary.url)
     cache = make_redis_cache(real_redis_url())
     try:
         db.execute("DROP TABLE IF EXISTS users")
@@ -54,7 +38,7 @@ def test_the_consumer_invalidates_every_committed_change_in_commit_order(primary
         assert get_user(cache, db, 1) == "old" and get_user(cache, db, 2) == "old"
 
         cdc.update_user(db, 2, "new")  # the application: the database only
-        psql(primary, "UPDATE users SET name = 'by hand' WHERE id = 1")  # behind its back
+        psql(postgres_primary, "UPDATE users SET name = 'by hand' WHERE id = 1")  # by hand
         assert cache.get(user_key(1)) == "old" and cache.get(user_key(2)) == "old"
 
         assert poll_slot(cache, db) == [2, 1]  # in commit order
@@ -67,9 +51,9 @@ def test_the_consumer_invalidates_every_committed_change_in_commit_order(primary
         db.close()
 
 
-def test_a_poll_that_fails_before_consuming_hands_the_changes_out_again(primary):
+def test_a_poll_that_fails_before_consuming_hands_the_changes_out_again(postgres_primary):
     from snippets.postgres import PostgresDatabase, create_slot, poll_slot
-    db = PostgresDatabase(primary.url)
+    db = PostgresDatabase(postgres_primary.url)
     cache = make_redis_cache(real_redis_url())
     try:
         db.execute("DELETE FROM users WHERE id = 1")

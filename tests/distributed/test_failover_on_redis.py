@@ -6,8 +6,6 @@ value is back on the new one, and ``WAIT`` told the write path so.
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from collections.abc import Iterator
 
@@ -17,18 +15,14 @@ import redis
 from snippets.backends import make_db, user_key
 from snippets.concurrency import production_pattern
 from snippets.lease import invalidate
-from tests.engines import Link, Server, start_redis
+from tests.engines import Link, Server, needs_redis_server, start_redis
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 @pytest.fixture
 def pair() -> Iterator[tuple[redis.Redis, redis.Redis, Link]]:
     """A primary and its replica, in sync, the replica's link through ``Link``."""
-    if not shutil.which("redis-server"):
-        if IN_CI:
-            pytest.fail("CI=true: the failover tests must run, but redis-server is missing")
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    needs_redis_server()
     servers: list[Server] = []
     primary_server = start_redis()
     servers.append(primary_server)

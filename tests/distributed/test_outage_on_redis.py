@@ -9,7 +9,6 @@ its cool-down passes when the test says, not after a sleep.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -25,18 +24,14 @@ from snippets.distributed.failover import (
     update_user_degraded,
 )
 from snippets.scaling.outbox import create_outbox, unsent
-from tests.engines import Server, start_redis
+from tests.engines import Server, needs_redis_server, start_redis
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
 TIMEOUT_S = 0.2  # redis-py's socket_timeout: how long a read waits for a silent Redis
 
 
 @pytest.fixture
 def server() -> Iterator[Server]:
-    if not shutil.which("redis-server"):
-        if IN_CI:
-            pytest.fail("CI=true: the outage tests must run, but redis-server is missing")
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    needs_redis_server()
     started = start_redis()
     yield started
     if started.process.poll() is None:

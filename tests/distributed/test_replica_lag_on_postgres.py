@@ -8,7 +8,6 @@ path ends with a stale key exactly when the explorer finds a bad schedule for it
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 
@@ -18,9 +17,8 @@ from snippets.backends import make_redis_cache
 from snippets.distributed import replica_lag
 from snippets.explorer.pages import DOCS
 from tests.conftest import real_redis_url
-from tests.engines import Server, postgres_bin, start_postgres, start_standby
+from tests.engines import Server, needs_postgres, start_postgres, start_standby
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
 LAG_MS = 1_500  # longer than a write and a read take, by far: the read sees the old row
 
 # What each read path leaves behind, and the same verdict from the explorer.
@@ -41,12 +39,7 @@ def paths(name: str) -> replica_lag.Fix:
 
 @pytest.fixture(scope="module")
 def servers() -> Iterator[tuple[Server, Server]]:
-    try:
-        postgres_bin("postgres")
-    except FileNotFoundError as missing:
-        if IN_CI:
-            pytest.fail(f"CI=true: the PostgreSQL tests must run, but {missing}")
-        pytest.skip(str(missing))
+    needs_postgres()
     primary = start_postgres()
     try:
         standby = start_standby(primary, LAG_MS)
@@ -96,12 +89,7 @@ def test_the_load_run_prints_its_table_and_a_lease_filled_from_the_primary_ends_
     """tools/replica_lag_load.py, briefly: processes on the real servers, its table."""
     import subprocess
     import sys
-    try:
-        postgres_bin("postgres")
-    except FileNotFoundError as missing:
-        if IN_CI:
-            pytest.fail(f"CI=true: the PostgreSQL tests must run, but {missing}")
-        pytest.skip(str(missing))
+    needs_postgres()
     tool = DOCS.parent / "tools" / "replica_lag_load.py"
     done = subprocess.run([sys.executable, str(tool), "--seconds", "1", "--readers", "1",
                            "--writers", "1", "fill from the primary"],

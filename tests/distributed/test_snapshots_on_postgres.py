@@ -6,9 +6,7 @@ row, unless the strategy refuses that fill or the fill reads outside the transac
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,9 +14,8 @@ from snippets.backends import make_redis_cache
 from snippets.concurrency.comparison import STRATEGIES
 from snippets.explorer.pages import DOCS
 from tests.conftest import real_redis_url
-from tests.engines import Server, postgres_bin, start_postgres
+from tests.engines import Server
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 # This one order, each strategy: does the cache end stale? (Worked out by hand: the write
 # has finished before the fill, so a write that leaves the new value, or its version, in
@@ -31,19 +28,6 @@ STALE = {
     "versioned-set": False,  # the fill carries an older version than the cache's
     "double-delete": True,  # both deletes came before the fill
 }
-
-
-@pytest.fixture(scope="module")
-def primary() -> Iterator[Server]:
-    try:
-        postgres_bin("postgres")
-    except FileNotFoundError as missing:
-        if IN_CI:
-            pytest.fail(f"CI=true: the PostgreSQL tests must run, but {missing}")
-        pytest.skip(str(missing))
-    server = start_postgres()
-    yield server
-    assert server.stop() is None, "PostgreSQL died during the tests"
 
 
 def run(primary: Server, strategy: str, fill_outside: bool) -> str | None:
@@ -69,14 +53,15 @@ def run(primary: Server, strategy: str, fill_outside: bool) -> str | None:
 
 
 @pytest.mark.parametrize("strategy", list(STALE))
-def test_a_fill_from_an_older_snapshot_leaves_the_old_value(primary, strategy):
-    verdict = run(primary, strategy, fill_outside=False)
+def test_a_fill_from_an_older_snapshot_leaves_the_old_value(postgres_primary, strategy):
+    verdict = run(postgres_primary, strategy, fill_outside=False)
     assert (verdict is not None) == STALE[strategy], verdict
 
 
 @pytest.mark.parametrize("strategy", list(STALE))
-def test_a_fill_read_outside_the_transaction_is_fresh_for_every_strategy(primary, strategy):
-    assert run(primary, strategy, fill_outside=True) is None
+def test_a_fill_read_outside_the_transaction_is_fresh_for_every_strategy(
+        postgres_primary, strategy):
+    assert run(postgres_primary, strategy, fill_outside=True) is None
 
 
 def test_the_page_shows_these_results():

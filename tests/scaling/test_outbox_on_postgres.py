@@ -7,32 +7,15 @@ second time: duplicates, which the invalidations tolerate, but nothing is lost e
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 
 from snippets.scaling.outbox import relay, unsent, update_user
-from tests.engines import Server, postgres_bin, start_postgres
+from tests.engines import Server
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
 EVENTS = 100
-
-
-@pytest.fixture(scope="module")
-def primary() -> Iterator[Server]:
-    try:
-        postgres_bin("postgres")
-    except FileNotFoundError as missing:
-        if IN_CI:
-            pytest.fail(f"CI=true: the PostgreSQL tests must run, but {missing}")
-        pytest.skip(str(missing))
-    server = start_postgres()
-    yield server
-    assert server.stop() is None, "PostgreSQL died during the tests"
 
 
 class Log:
@@ -80,13 +63,13 @@ def two_relays(primary: Server, relay_function: Any) -> Counter[str]:
     return published
 
 
-def test_two_relays_with_skip_locked_publish_every_event_once(primary):
+def test_two_relays_with_skip_locked_publish_every_event_once(postgres_primary):
     from snippets.postgres import relay_skip_locked
-    published = two_relays(primary, relay_skip_locked)
+    published = two_relays(postgres_primary, relay_skip_locked)
     assert len(published) == EVENTS and set(published.values()) == {1}
 
 
-def test_two_plain_relays_publish_every_event_and_half_of_them_twice(primary):
-    published = two_relays(primary, relay)
+def test_two_plain_relays_publish_every_event_and_half_of_them_twice(postgres_primary):
+    published = two_relays(postgres_primary, relay)
     assert len(published) == EVENTS  # nothing lost
     assert Counter(published.values()) == {2: 50, 1: 50}  # A's batch, twice
