@@ -8,17 +8,11 @@ import shutil
 import pytest
 import redis
 
-from tests.engines import start_redis
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-needs_redis_server = pytest.mark.skipif(
-    not shutil.which("redis-server") and not IN_CI,  # in CI it must be there: fail below
-    reason="redis-server is not installed (apt-get install redis-server)")
+from tests.engines import needs_redis_server, start_redis
 
 
-@needs_redis_server
 def test_a_started_redis_answers_on_loopback_and_is_gone_after_stop():
+    needs_redis_server()
     server = start_redis()
     assert server.url.startswith("redis://127.0.0.1:")
     client = redis.Redis.from_url(server.url)
@@ -30,8 +24,8 @@ def test_a_started_redis_answers_on_loopback_and_is_gone_after_stop():
     assert server.process.poll() is not None and not server.directory.exists()
 
 
-@needs_redis_server
 def test_a_redis_that_died_keeps_its_log_for_a_look():
+    needs_redis_server()
     server = start_redis()
     server.process.kill()
     server.process.wait()
@@ -43,8 +37,7 @@ def test_a_redis_that_died_keeps_its_log_for_a_look():
 
 def test_the_session_has_a_redis_when_redis_server_is_installed():
     """Without REDIS_URL, the root conftest.py started one: the real-Redis tests run."""
-    if not shutil.which("redis-server") and not IN_CI:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    needs_redis_server()
     if os.environ.get("START_REDIS") == "0":
         pytest.skip("START_REDIS=0: the session was asked not to start a Redis")
     url = os.environ.get("REDIS_URL")

@@ -41,7 +41,7 @@ from snippets.explorer.instrument import _step
 from snippets.explorer.records import Returns
 from snippets.explorer.runtime import Actor
 from snippets.explorer.search import Exploration, Run, explore, replay
-from snippets.explorer.text import cached_values, rows_text, sql_text
+from snippets.explorer.text import cached_values, returned, rows_text, sql_text
 # --8<-- [end:imports]
 
 Function = Callable[..., Any]
@@ -249,13 +249,7 @@ def read_agrees(read: Function, args: tuple[Any, ...]) -> Callable[..., str | No
 def describe(cache: Cache, db: Database, returns: Returns) -> str:
     """An outcome: what the cache holds, and what each actor returned."""
     parts = [f"cache {key}={value}" for key, value in cached_values(cache)]
-    parts = parts or ["cache empty"]
-    for name, value in returns.items():
-        if isinstance(value, Exception):
-            parts.append(f"{name} raised {type(value).__name__}")
-        elif value is not None:
-            parts.append(f"{name} returned {value!r}")
-    return ", ".join(parts)
+    return ", ".join((parts or ["cache empty"]) + returned(returns))
 # --8<-- [end:check]
 
 

@@ -103,9 +103,15 @@ def describe_state(
         parts.append("cache empty")
     for user_id, name in db.conn.execute("SELECT id, name FROM users ORDER BY id"):
         parts.append(f"DB user {user_id}={name!r}")
+    return ", ".join(parts + returned(returns))
+
+
+def returned(returns: Returns) -> list[str]:
+    """What each actor returned, or raised; an actor that returned None is left out."""
+    parts = []
     for name, value in returns.items():
         if isinstance(value, BaseException):
             parts.append(f"{name} raised {type(value).__name__}")
         elif value is not None:
             parts.append(f"{name} returned {value!r}")
-    return ", ".join(parts)
+    return parts

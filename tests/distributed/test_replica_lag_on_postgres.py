@@ -17,7 +17,7 @@ from snippets.backends import make_redis_cache
 from snippets.distributed import replica_lag
 from snippets.explorer.pages import DOCS
 from tests.conftest import real_redis_url
-from tests.engines import Server, needs_postgres, start_postgres, start_standby
+from tests.engines import Server, needs_postgres, start_standby
 
 LAG_MS = 1_500  # longer than a write and a read take, by far: the read sees the old row
 
@@ -38,17 +38,11 @@ def paths(name: str) -> replica_lag.Fix:
 
 
 @pytest.fixture(scope="module")
-def servers() -> Iterator[tuple[Server, Server]]:
-    needs_postgres()
-    primary = start_postgres()
-    try:
-        standby = start_standby(primary, LAG_MS)
-    except BaseException:
-        primary.stop()
-        raise
-    yield primary, standby
-    notes = [standby.stop(), primary.stop()]
-    assert notes == [None, None], notes  # neither died during the tests
+def servers(postgres_primary: Server) -> Iterator[tuple[Server, Server]]:
+    """The primary of tests/conftest.py, and a standby of it that lags LAG_MS."""
+    standby = start_standby(postgres_primary, LAG_MS)
+    yield postgres_primary, standby
+    assert standby.stop() is None, "the standby died during the tests"
 
 
 @pytest.mark.parametrize("name", list(STALE))
