@@ -197,6 +197,41 @@ class Listener:
 # --8<-- [end:listen]
 
 
+# --8<-- [start:sharded]
+SHARDED_CHANNEL = "invalidate:{users}"  # (1)!
+
+
+def update_user_sharded(cache: Cache, db: Database, user_id: int, name: str) -> int:
+    """The same write, its message sent with SPUBLISH: on a Redis Cluster, only the
+    shard that owns the channel's slot carries it. Returns how many listeners the
+    node that took it reached."""
+    production_pattern.update_user(cache, db, user_id, name)
+    return int(cache.spublish(SHARDED_CHANNEL, user_key(user_id)))
+
+
+class ShardedListener(Listener):
+    """The same listener, subscribed with SSUBSCRIBE. On a cluster, redis-py's
+    ``RedisCluster.pubsub()`` connects it to the shard that owns the channel."""
+
+    def __init__(self, cache: Cache, l1: L1, *, flush_on_connect: bool = True) -> None:
+        self.l1, self.flush_on_connect = l1, flush_on_connect
+        self.pubsub = cache.pubsub()
+        self.pubsub.ssubscribe(SHARDED_CHANNEL)
+        if self.pubsub.get_sharded_message(timeout=5.0) is None:  # the confirmation
+            raise RuntimeError(
+                f"Redis did not confirm the subscription to {SHARDED_CHANNEL}")
+        shards = getattr(self.pubsub, "node_pubsub_mapping", None)  # (2)!
+        for pubsub in shards.values() if shards else [self.pubsub]:
+            pubsub.connection.register_connect_callback(self._connected)
+
+    def poll(self, timeout: float = 0.0) -> dict[str, Any] | None:
+        message = self.pubsub.get_sharded_message(timeout=timeout)
+        if message is not None and message["type"] == "smessage":
+            self.l1.invalidate(message["data"])
+        return message
+# --8<-- [end:sharded]
+
+
 # --8<-- [start:tracking]
 INVALIDATIONS = "__redis__:invalidate"  # where Redis sends a tracking client's news
 

@@ -13,11 +13,14 @@ from snippets.fleet import two_level
 from snippets.fleet.two_level import (
     CHANNEL,
     L1,
+    SHARDED_CHANNEL,
     Listener,
+    ShardedListener,
     Tracked,
     get_user,
     get_user_unguarded,
     update_user,
+    update_user_sharded,
     workload,
 )
 from tests.conftest import real_redis_url
@@ -90,6 +93,38 @@ def test_a_reconnect_flushes_the_l1_only_when_asked(cache, ada: Database):
         finally:
             listener.close()
             cache.delete("user:1")
+
+
+def test_a_sharded_write_reaches_a_sharded_listener(cache, ada: Database):
+    """SPUBLISH and SSUBSCRIBE on one Redis (fakeredis, or a real one): one shard. On a
+    Redis Cluster: tests/concurrency/test_production_pattern_on_cluster.py."""
+    l1 = L1()
+    listener = ShardedListener(cache, l1)
+    try:
+        assert get_user(l1, cache, ada, 1) == "Ada"
+        assert update_user_sharded(cache, ada, 1, "Grace") == 1
+        message = listener.poll(timeout=2.0)
+        assert message is not None and message["type"] == "smessage"
+        assert l1.get("user:1") is None
+        assert get_user(l1, cache, ada, 1) == "Grace"
+        assert cache.publish(SHARDED_CHANNEL, "user:1") == 0  # not the same channel
+    finally:
+        listener.close()
+
+
+def test_a_sharded_listener_flushes_on_reconnect(cache, ada: Database):
+    l1 = L1()
+    listener = ShardedListener(cache, l1)
+    try:
+        get_user(l1, cache, ada, 1)
+        listener.pubsub.connection.disconnect()
+        update_user_sharded(cache, ada, 1, "Grace")  # nobody listens: lost
+        for _ in range(3):  # the next polls reconnect and subscribe again
+            listener.poll(timeout=0.2)
+        assert l1.get("user:1") is None
+        assert cache.spublish(SHARDED_CHANNEL, "user:1") == 1  # subscribed again
+    finally:
+        listener.close()
 
 
 # --- the races -------------------------------------------------------------------------
