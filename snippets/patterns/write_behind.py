@@ -4,7 +4,10 @@ Two versions. The naive one keeps the writes still to flush in process memory, a
 them when the process dies. The durable one logs every write in a Redis stream, in the
 same Lua script as the cache update (the log first: a script stops at its first
 error), and a flusher applies the log to the database and acknowledges an entry (XACK)
-only after the database commit.
+only after the database commit. On a Redis Cluster, where a script may only touch keys
+of one slot, the log is split into a fixed number of partitions (``partitioned``), each
+under a hash tag shared with its users' copies: each user's order is kept, not one
+order of all writes.
 
 Run it: ``python -m snippets.patterns.write_behind`` (``--bench`` counts the DB writes
 that coalescing saves; add ``REDIS_URL=redis://127.0.0.1:6379/0`` for a real Redis).
@@ -14,7 +17,8 @@ from __future__ import annotations
 
 # --8<-- [start:imports]
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -37,10 +41,11 @@ from snippets.faults import Crash, Faults
 
 # --8<-- [start:read]
 def get_user(
-    cache: Cache, db: Database, user_id: int, ttl: int = DEFAULT_TTL
+    cache: Cache, db: Database, user_id: int, ttl: int = DEFAULT_TTL,
+    log: Log | None = None,
 ) -> str | None:
     """The user's name: the cache holds the latest write; the DB may lag."""
-    key, ttl = user_key(user_id), check_ttl(ttl)
+    key, ttl = (log or ONE_LOG).key(user_id), check_ttl(ttl)
     cached = cache.get(key)
     if cached is not None:
         return cached  # type: ignore[return-value]  # replies are decoded: a str
@@ -95,20 +100,37 @@ CREATE TABLE IF NOT EXISTS applied (
 """
 
 
-def prepare(cache: Cache, db: Database) -> None:
-    """Create the consumer group and the applied table (idempotent)."""
-    try:
-        cache.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
-    except redis.ResponseError as error:
-        if "BUSYGROUP" not in str(error):  # BUSYGROUP: it already exists
-            raise
+@dataclass(frozen=True)
+class Log:
+    """A log of writes, its dead letters, and the copies of the users it logs."""
+
+    stream: str = STREAM
+    dead: str = DEAD
+    tag: str = ""  # a hash tag, such as "{wb:1}", puts all of them in one slot
+
+    def key(self, user_id: int) -> str:
+        """The user's copy: ``user:1``, or ``{wb:1}:user:1`` under a tag."""
+        return f"{self.tag}:{user_key(user_id)}" if self.tag else user_key(user_id)
+
+
+ONE_LOG = Log()  # one log for every user: one order of all writes
+
+
+def prepare(cache: Cache, db: Database, logs: Sequence[Log] = (ONE_LOG,)) -> None:
+    """Create the consumer groups and the applied table (idempotent)."""
+    for log in logs:
+        try:
+            cache.xgroup_create(log.stream, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as error:
+            if "BUSYGROUP" not in str(error):  # BUSYGROUP: it already exists
+                raise
     db.execute(APPLIED_SCHEMA)
 
 
 def mark_key(key: str) -> str:
-    """``{user:1}:entry``: the log entry whose value the copy holds (hash-tagged: the
-    same Redis Cluster slot as ``user:1``)."""
-    return f"{{{key}}}:entry"
+    """``{user:1}:entry``: the log entry whose value the copy holds, in the copy's
+    Redis Cluster slot (``{wb:1}:user:1:entry`` for a copy that has a tag already)."""
+    return f"{key}:entry" if "{" in key else f"{{{key}}}:entry"
 
 
 # The log first: a script that fails stops there and keeps what already ran, so
@@ -122,14 +144,15 @@ return entry_id
 """
 
 
-def write(cache: Cache, user_id: int, name: str) -> str:
+def write(cache: Cache, user_id: int, name: str, log: Log = ONE_LOG) -> str:
     """Log the write, then update the cache, in one script; then acknowledge.
 
-    Returns the log entry's ID: its position in the order of all writes. The copy
-    gets no TTL while the DB lacks it (see flush), and its mark names the entry.
+    Returns the log entry's ID: its position in the order of the log's writes. The
+    copy gets no TTL while the DB lacks it (see flush), and its mark names the entry.
     """
-    key, name = user_key(user_id), check_name(name)
-    return str(cache.eval(LOG_THEN_SET, 3, STREAM, key, mark_key(key), user_id, name))
+    key, name = log.key(user_id), check_name(name)
+    return str(cache.eval(LOG_THEN_SET, 3, log.stream, key, mark_key(key),
+                          user_id, name))
 # --8<-- [end:durable-write]
 
 
@@ -144,13 +167,14 @@ def flush(
     count: int = 100,
     claim_idle_ms: int = 60_000,
     ttl: int = DEFAULT_TTL,
+    log: Log = ONE_LOG,
 ) -> int:
-    """Apply one batch of logged writes; XACK them only after the commit.
+    """Apply one batch of the log's writes; XACK them only after the commit.
 
     Returns how many entries it acknowledged (0: nothing to do).
     """
     ttl = check_ttl(ttl)
-    entries = take_batch(cache, consumer, count, claim_idle_ms)
+    entries = take_batch(cache, consumer, count, claim_idle_ms, log.stream)
     if not entries:
         return 0
     newest: dict[int, tuple[str, str]] = {}  # coalesce: the latest per user
@@ -162,9 +186,10 @@ def flush(
             if apply(db, user_id, name, entry_id) == "no such user":
                 refused.append((entry_id, user_id, name))
     refused_ids = {entry_id for entry_id, _, _ in refused}
-    copies = [(user_key(u), entry_id, "" if entry_id in refused_ids else name)
+    copies = [(log.key(u), entry_id, "" if entry_id in refused_ids else name)
               for u, (entry_id, name) in newest.items()]
-    keys = [STREAM, DEAD, *(k for key, _, _ in copies for k in (key, mark_key(key)))]
+    keys = [log.stream, log.dead,
+            *(k for key, _, _ in copies for k in (key, mark_key(key)))]
     cache.eval(ACK, len(keys), *keys, GROUP, ttl, len(refused),  # after the commit
                *(field for entry in refused for field in entry),
                *(field for _, entry_id, name in copies for field in (entry_id, name)),
@@ -194,23 +219,23 @@ return redis.call('XACK', KEYS[1], group, unpack(ARGV, a))
 
 
 def take_batch(
-    cache: Cache, consumer: str, count: int, claim_idle_ms: int
+    cache: Cache, consumer: str, count: int, claim_idle_ms: int, stream: str = STREAM
 ) -> list[Entry]:
     """Entries to apply, oldest obligations first."""
     consumer, count = check_consumer(consumer), check_int("count", count)
     claim_idle_ms = check_int("claim_idle_ms", claim_idle_ms, minimum=0)
     # 1. Mine, delivered before I crashed and never acknowledged.
-    mine = entries_of(cache.xreadgroup(GROUP, consumer, {STREAM: "0"}, count=count))
+    mine = entries_of(cache.xreadgroup(GROUP, consumer, {stream: "0"}, count=count))
     if mine:
         return mine
     # 2. Another flusher's, idle so long that it is presumed dead.
     _, claimed, *_ = cache.xautoclaim(
-        STREAM, GROUP, consumer, claim_idle_ms, start_id="0-0", count=count
+        stream, GROUP, consumer, claim_idle_ms, start_id="0-0", count=count
     )
     if claimed:
         return claimed
     # 3. New writes.
-    return entries_of(cache.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=count))
+    return entries_of(cache.xreadgroup(GROUP, consumer, {stream: ">"}, count=count))
 
 
 def entries_of(reply: Any) -> list[Entry]:
@@ -260,59 +285,80 @@ def order(entry_id: str) -> tuple[int, int]:
 # --8<-- [end:flush]
 
 
+# --8<-- [start:cluster]
+def partitioned(n: int = 16) -> tuple[Log, ...]:
+    """``n`` logs, each with its users' copies under a hash tag of its own
+    (``{wb:0}``, ``{wb:1}``, ...): everything a script touches is in one slot."""
+    return tuple(Log(f"{{wb:{p}}}:writes", f"{{wb:{p}}}:dead", f"{{wb:{p}}}")
+                 for p in range(check_int("n", n)))
+
+
+LOGS = partitioned()  # fixed: a user's writes must always go to the same log
+
+
+def log_of(user_id: int, logs: Sequence[Log] = LOGS) -> Log:
+    """The log of user ``user_id``, and of its copy: log number user_id mod n."""
+    return logs[check_int("user_id", user_id) % len(logs)]
+# --8<-- [end:cluster]
+
+
 def drain(
     cache: Cache, db: Database, consumer: str, count: int = 100,
-    claim_idle_ms: int = 60_000,
+    claim_idle_ms: int = 60_000, logs: Sequence[Log] = (ONE_LOG,),
 ) -> int:
-    """Flush until there is nothing left to flush; return the entries acknowledged."""
+    """Flush every log until a pass over them all finds nothing; return the entries
+    acknowledged."""
     total = 0
-    while acked := flush(cache, db, consumer, count, claim_idle_ms):
+    while acked := sum(flush(cache, db, consumer, count, claim_idle_ms, log=log)
+                       for log in logs):
         total += acked
     return total
 
 
-def pending(cache: Cache) -> int:
+def pending(cache: Cache, logs: Sequence[Log] = (ONE_LOG,)) -> int:
     """Entries delivered to a flusher and not yet acknowledged."""
-    return int(cache.xpending(STREAM, GROUP)["pending"])
+    return sum(int(cache.xpending(log.stream, GROUP)["pending"]) for log in logs)
 
 
 # --8<-- [start:sweep]
 def crash_sweep(
-    make_world: Callable[[], tuple[Cache, Database]], count: int = 3
+    make_world: Callable[[], tuple[Cache, Database]], count: int = 3,
+    logs: Sequence[Log] = (ONE_LOG,),
 ) -> dict[str, int]:
     """Kill a flusher at every step k, then the next one at every step j.
 
     One run: 5 acknowledged writes to 2 users; flusher f1 dies at step k;
     2 more writes; f2 (which thinks f1 alive, so leaves its entries alone)
-    dies at step j; f3 claims whatever is left and drains the log. Then
-    every user's row must hold its last acknowledged write.
+    dies at step j; f3 claims whatever is left and drains the logs. Then
+    every user's row must hold its last acknowledged write. User u's writes
+    go to log u mod len(logs).
     """
     count = check_int("count", count)
     totals = {"runs": 0, "crashes": 0, "lost": 0, "pending": 0, "disagree": 0}
     for k in range(1, 1000):
         for j in range(1, 1000):
             cache, db = make_world()
-            prepare(cache, db)
+            prepare(cache, db, logs)
             for user_id in (1, 2):
                 db.add_user(user_id, "before")
             acked: dict[int, str] = {}
             for user_id, name in [(1, "a1"), (2, "b1"), (1, "a2"),
                                   (2, "b2"), (1, "a3")]:
-                write(cache, user_id, name)
+                write(cache, user_id, name, logs[user_id % len(logs)])
                 acked[user_id] = name  # write() returned: acknowledged
-            f1_died = _dies(cache, db, "f1", k, count, claim_idle_ms=0)
+            f1_died = _dies(cache, db, "f1", k, count, 0, logs)
             for user_id, name in [(1, "a4"), (2, "b3")]:
-                write(cache, user_id, name)
+                write(cache, user_id, name, logs[user_id % len(logs)])
                 acked[user_id] = name
-            f2_died = _dies(cache, db, "f2", j, count, claim_idle_ms=60_000)
-            drain(cache, db, "f3", count, claim_idle_ms=0)
+            f2_died = _dies(cache, db, "f2", j, count, 60_000, logs)
+            drain(cache, db, "f3", count, claim_idle_ms=0, logs=logs)
             rows = dict(db.query("SELECT id, name FROM users"))
             totals["runs"] += 1
             totals["crashes"] += f1_died + f2_died
             totals["lost"] += sum(rows[u] != name for u, name in acked.items())
-            totals["pending"] += pending(cache)
+            totals["pending"] += pending(cache, logs)
             totals["disagree"] += sum(
-                cache.get(user_key(u)) != rows[u] for u in acked)
+                cache.get(logs[u % len(logs)].key(u)) != rows[u] for u in acked)
             cache.close()
             db.close()
             if not f2_died:
@@ -323,12 +369,12 @@ def crash_sweep(
 
 
 def _dies(cache: Cache, db: Database, name: str, crash_at: int,
-          count: int, claim_idle_ms: int) -> bool:
+          count: int, claim_idle_ms: int, logs: Sequence[Log]) -> bool:
     """Drain as flusher ``name``, dying at step ``crash_at``: did it die?"""
     faults = Faults(crash_at=[crash_at])
     try:
         drain(faults.wrap(cache, "cache"), faults.wrap(db, "db"), name, count,
-              claim_idle_ms)
+              claim_idle_ms, logs)
     except Crash:
         return True
     return False

@@ -1,23 +1,32 @@
-"""The production pattern, the lease and coalescing on a real Redis Cluster of three
-masters (started on loopback by tests/engines.py), through redis-py's ``RedisCluster``.
+"""The production pattern, the lease, coalescing, write-behind and the two-level
+cache's invalidation on a real Redis Cluster of three masters (started on loopback by
+tests/engines.py), through redis-py's ``RedisCluster``.
+
 A script touches several keys only if they share a slot: the lease key is hash-tagged
 (``{user:1}:lease``) for that. Write-behind's one log cannot share a slot with every
-user's copy: on a cluster its script is refused (CROSSSLOT), as its page says.
+user's copy: on a cluster its script is refused (CROSSSLOT), as its page says; its
+partitioned logs (``{wb:1}:writes`` beside ``{wb:1}:user:1``) run. The L1's
+invalidation goes out with SPUBLISH, on the shard that owns its channel.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import redis
 from redis.cluster import RedisCluster
-from redis.exceptions import RedisClusterException
+from redis.crc import key_slot
+from redis.exceptions import ClusterCrossSlotError, MovedError, RedisClusterException
 
-from snippets.backends import make_db, user_key
+from snippets.backends import Database, make_db, user_key
 from snippets.concurrency import production_pattern
 from snippets.explorer.pages import DOCS
+from snippets.fleet import two_level
 from snippets.lease import lease_key
 from snippets.patterns import write_behind
+from snippets.patterns.write_behind import LOGS, drain, log_of, mark_key, partitioned
 from snippets.scaling.coalescing import get_user_coalesced
 from tests.engines import needs_redis_server, start_cluster
 
@@ -97,3 +106,164 @@ def test_write_behinds_log_and_copies_cannot_share_a_slot_on_a_cluster(cache):
         write_behind.write(cache, 1, "new")
     page = " ".join((DOCS / "patterns" / "write-behind.md").read_text().split())
     assert "CROSSSLOT" in page and "Redis Cluster" in page
+
+
+# --- write-behind, one log per partition ---------------------------------------------------
+
+
+def slot(key: str) -> int:
+    return key_slot(key.encode())
+
+
+def test_each_partition_is_one_slot_and_the_partitions_use_every_master(cluster):
+    for user_id in range(1, 41):
+        log = log_of(user_id)
+        copy = log.key(user_id)
+        assert {slot(log.stream), slot(log.dead), slot(mark_key(copy))} == {slot(copy)}
+    owners = {cluster.get_node_from_key(log.stream).name for log in LOGS}
+    assert owners == {node.name for node in cluster.get_primaries()}
+
+
+def with_history(db: Database) -> Database:
+    """Every committed change of a name, in commit order (a rolled-back one is not)."""
+    db.execute("CREATE TABLE history (seq INTEGER PRIMARY KEY, user_id INTEGER, name TEXT)")
+    db.execute("""CREATE TRIGGER record AFTER UPDATE OF name ON users BEGIN
+                  INSERT INTO history (user_id, name) VALUES (new.id, new.name); END""")
+    return db
+
+
+def test_partitioned_write_behind_keeps_each_users_order_on_the_cluster(cache):
+    db = with_history(make_db())
+    users = [12, 5, 1, 9, 3, 14, 7, 2]  # in partitions owned by all three masters
+    assert len({cache.get_node_from_key(log_of(u).stream).name for u in users}) == 3
+    for user_id in users:
+        db.add_user(user_id, "before")
+    write_behind.prepare(cache, db, LOGS)
+    acknowledged = []
+    for round_ in (1, 2, 3):
+        for user_id in users:
+            write_behind.write(cache, user_id, f"{user_id}.{round_}", log_of(user_id))
+            acknowledged.append((user_id, f"{user_id}.{round_}"))
+    assert drain(cache, db, "f1", count=1, logs=LOGS) == 24  # one entry per batch
+    history = db.query("SELECT user_id, name FROM history ORDER BY seq")
+    for user_id in users:  # each user's writes, all of them, in the order acknowledged
+        assert [n for u, n in history if u == user_id] == [
+            n for u, n in acknowledged if u == user_id]
+    assert history != acknowledged  # but no one order of all writes
+    assert write_behind.pending(cache, LOGS) == 0
+    for user_id in users:
+        assert write_behind.get_user(cache, db, user_id, log=log_of(user_id)) == f"{user_id}.3"
+        assert cache.ttl(log_of(user_id).key(user_id)) > 0  # released once in the DB
+
+
+class Borrowed:
+    """The module's cluster client, emptied, for one run of the sweep: ``close`` (which
+    the sweep calls after each run) leaves it open."""
+
+    def __init__(self, cluster: RedisCluster) -> None:
+        cluster.flushall()
+        self._cluster = cluster
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cluster, name)
+
+    def close(self) -> None:
+        pass
+
+
+def test_partitioned_write_behind_loses_nothing_when_flushers_die_on_the_cluster(cluster):
+    """The page's sweep, on two partitions (on two masters): f1 and f2 killed at every
+    step, f3 drains. The same runs as on fakeredis: the steps do not depend on where
+    the keys live."""
+    logs = partitioned(2)
+    assert len({cluster.get_node_from_key(log.stream).name for log in logs}) == 2
+    totals = write_behind.crash_sweep(lambda: (Borrowed(cluster), make_db()), logs=logs)
+    assert totals == {"runs": 541, "crashes": 1040, "lost": 0, "pending": 0,
+                      "disagree": 0}
+
+
+# --- the L1's invalidation: SPUBLISH on a cluster --------------------------------------------
+
+
+def test_an_l1_invalidation_sent_with_spublish_reaches_its_listener_on_the_cluster(cache):
+    db = make_db()
+    db.add_user(1, "old")
+    l1 = two_level.L1()
+    listener = two_level.ShardedListener(cache, l1)
+    try:
+        owner = cache.get_node_from_key(two_level.SHARDED_CHANNEL).name
+        assert set(listener.pubsub.node_pubsub_mapping) == {owner}  # that shard only
+        assert two_level.get_user(l1, cache, db, 1) == "old"
+        assert l1.get(user_key(1)) == "old"
+        assert two_level.update_user_sharded(cache, db, 1, "new") == 1
+        message = listener.poll(timeout=5.0)
+        assert message is not None and message["type"] == "smessage"
+        assert message["data"] == user_key(1)
+        assert l1.get(user_key(1)) is None  # dropped
+        assert two_level.get_user(l1, cache, db, 1) == "new"
+    finally:
+        listener.close()
+
+
+def test_a_sharded_listener_flushes_its_l1_when_its_shard_connection_comes_back(cache):
+    db = make_db()
+    db.add_user(1, "old")
+    l1 = two_level.L1()
+    listener = two_level.ShardedListener(cache, l1)
+    try:
+        two_level.get_user(l1, cache, db, 1)
+        [shard] = listener.pubsub.node_pubsub_mapping.values()
+        shard.connection.disconnect()
+        assert two_level.update_user_sharded(cache, db, 1, "new") == 0  # lost
+        for _ in range(3):  # the next polls reconnect and subscribe again
+            listener.poll(timeout=0.2)
+        assert l1.get(user_key(1)) is None  # flushed
+        assert two_level.update_user_sharded(cache, db, 1, "newer") == 1
+    finally:
+        listener.close()
+
+
+def test_publish_goes_to_every_node_spublish_to_the_owning_shard_only(cluster):
+    """PUBLISH sent to one master reaches a subscriber on another (the cluster bus
+    carries it everywhere); SPUBLISH is refused by a master that does not own the
+    channel's slot, and SSUBSCRIBE there too."""
+    channel = two_level.SHARDED_CHANNEL
+    owner = cluster.get_node_from_key(channel)
+    other = next(node for node in cluster.get_primaries() if node.name != owner.name)
+    subscriber = redis.Redis(host=other.host, port=other.port, decode_responses=True)
+    publisher = redis.Redis(host=owner.host, port=owner.port, decode_responses=True)
+    pubsub = subscriber.pubsub(ignore_subscribe_messages=True)
+    try:
+        pubsub.subscribe(two_level.CHANNEL)
+        assert pubsub.get_message(timeout=5.0) is None  # the confirmation, ignored
+        publisher.publish(two_level.CHANNEL, user_key(1))
+        message = pubsub.get_message(timeout=5.0)
+        assert message is not None and message["data"] == user_key(1)
+        with pytest.raises(MovedError):  # redis-py's name for the MOVED reply
+            subscriber.spublish(channel, user_key(1))
+        with pytest.raises(MovedError):
+            subscriber.execute_command("SSUBSCRIBE", channel)
+        assert publisher.spublish(channel, user_key(1)) == 0  # nobody on that shard
+    finally:
+        pubsub.close()
+        subscriber.close()
+        publisher.close()
+
+
+def test_one_ssubscribe_takes_channels_of_one_slot_only(cluster):
+    """Why the channel is hash-tagged: channels sharing its tag can be taken together."""
+    channel = two_level.SHARDED_CHANNEL
+    owner = cluster.get_node_from_key(channel)
+    client = redis.Redis(host=owner.host, port=owner.port, decode_responses=True)
+    together, apart = client.pubsub(), client.pubsub()
+    try:
+        together.ssubscribe(channel, f"{channel}:names")  # one command, one slot
+        confirmed = [together.get_message(timeout=5.0) for _ in range(2)]
+        assert [m["channel"] for m in confirmed if m] == [channel, f"{channel}:names"]
+        apart.ssubscribe(channel, "invalidate:{orders}")  # two slots
+        with pytest.raises(ClusterCrossSlotError):
+            apart.get_message(timeout=5.0)
+    finally:
+        together.close()
+        apart.close()
+        client.close()

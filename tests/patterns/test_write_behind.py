@@ -27,6 +27,8 @@ from snippets.patterns import write_behind
 from snippets.patterns.write_behind import (
     DEAD,
     GROUP,
+    LOGS,
+    ONE_LOG,
     STREAM,
     InMemoryWriteBehind,
     apply,
@@ -34,14 +36,15 @@ from snippets.patterns.write_behind import (
     drain,
     flush,
     get_user,
+    log_of,
     mark_key,
     order,
+    partitioned,
     pending,
     prepare,
     write,
 )
 from snippets.patterns.write_through import cost
-
 
 @pytest.fixture
 def logged(cache, ada):
@@ -263,7 +266,9 @@ def test_a_write_the_db_refuses_is_found_after_its_ack_and_dead_lettered(cache, 
 
 def test_kill_the_flusher_at_every_step(cache):
     """No acknowledged write lost, nothing left pending, cache and DB agreeing, for a
-    crash of f1 at every step k and of f2 at every step j."""
+    crash of f1 at every step k and of f2 at every step j. (The sweep over two
+    partitions runs on the page, and on a Redis Cluster in
+    tests/concurrency/test_production_pattern_on_cluster.py.)"""
     if backend_name(cache) == "redis":
         url = os.environ["REDIS_URL"]  # the fixture's database, emptied per run
         make_cache = lambda: make_redis_cache(url)  # noqa: E731
@@ -288,11 +293,12 @@ def fake_world():
 
 
 def test_the_sweep_catches_a_flusher_that_acks_before_its_commit(monkeypatch):
-    def acks_first(cache, db, consumer, count=100, claim_idle_ms=60_000, ttl=300):
-        entries = write_behind.take_batch(cache, consumer, count, claim_idle_ms)
+    def acks_first(cache, db, consumer, count=100, claim_idle_ms=60_000, ttl=300,
+                   log=write_behind.ONE_LOG):
+        entries = write_behind.take_batch(cache, consumer, count, claim_idle_ms, log.stream)
         if not entries:
             return 0
-        cache.xack(STREAM, GROUP, *(entry_id for entry_id, _ in entries))  # the bug
+        cache.xack(log.stream, GROUP, *(entry_id for entry_id, _ in entries))  # the bug
         with db.transaction():
             for entry_id, fields in sorted(entries, key=lambda e: order(e[0])):
                 write_behind.apply(db, int(fields["user_id"]), fields["name"], entry_id)
@@ -314,8 +320,8 @@ def test_the_sweep_catches_an_apply_without_the_applied_check(monkeypatch):
 def test_the_sweep_catches_a_flusher_that_never_claims(monkeypatch):
     take_batch = write_behind.take_batch
 
-    def never_claims(cache, consumer, count, claim_idle_ms):
-        return take_batch(cache, consumer, count, 10**12)  # nobody is ever presumed dead
+    def never_claims(cache, consumer, count, claim_idle_ms, stream=STREAM):
+        return take_batch(cache, consumer, count, 10**12, stream)  # nobody presumed dead
 
     monkeypatch.setattr(write_behind, "take_batch", never_claims)
     totals = crash_sweep(fake_world, count=5)
@@ -398,6 +404,104 @@ def test_a_backlog_that_outlives_the_ttl_still_ends_in_agreement(cache, logged):
     drain(cache, logged, "f1")  # the last "A" reaches the DB
     assert row(logged)[0] == "A"
     assert get_user(cache, logged, 1) == "A"
+
+
+# --- on a Redis Cluster: a log per partition ----------------------------------------------
+# (the same, on a real three-master cluster: tests/concurrency/test_production_pattern_on_cluster.py)
+
+
+def test_a_partitions_log_copies_marks_and_dead_letters_share_its_hash_tag():
+    assert len(LOGS) == 16
+    assert [log_of(user_id).tag for user_id in (1, 16, 17)] == ["{wb:1}", "{wb:0}", "{wb:1}"]
+    log = log_of(3)
+    assert (log.stream, log.dead, log.key(3), mark_key(log.key(3))) == (
+        "{wb:3}:writes", "{wb:3}:dead", "{wb:3}:user:3", "{wb:3}:user:3:entry")
+    assert (ONE_LOG.key(3), mark_key(ONE_LOG.key(3))) == ("user:3", "{user:3}:entry")
+
+
+def with_history(db):
+    """Every committed change of a name, in commit order (a rolled-back one is not)."""
+    db.execute("CREATE TABLE history (seq INTEGER PRIMARY KEY, user_id INTEGER, name TEXT)")
+    db.execute("""CREATE TRIGGER record AFTER UPDATE OF name ON users BEGIN
+                  INSERT INTO history (user_id, name) VALUES (new.id, new.name); END""")
+    return db
+
+
+def users_in_per_user_order(cache, users):
+    """Three rounds of writes to ``users``, in that order, each to its partition's log;
+    drained one entry per batch (nothing coalesced). What was acknowledged, in order,
+    and what the database committed, in order."""
+    db = with_history(make_db())
+    for user_id in users:
+        db.add_user(user_id, "before")
+    prepare(cache, db, LOGS)
+    acknowledged = []
+    for round_ in (1, 2, 3):
+        for user_id in users:
+            write(cache, user_id, f"{user_id}.{round_}", log_of(user_id))
+            acknowledged.append((user_id, f"{user_id}.{round_}"))
+    assert drain(cache, db, "f1", count=1, logs=LOGS) == len(acknowledged)
+    assert pending(cache, LOGS) == 0
+    for user_id in users:
+        assert get_user(cache, db, user_id, log=log_of(user_id)) == f"{user_id}.3"
+        assert cache.ttl(log_of(user_id).key(user_id)) > 0  # released: in the DB
+    return acknowledged, db.query("SELECT user_id, name FROM history ORDER BY seq")
+
+
+def test_partitions_keep_each_users_order_but_not_one_order_of_all_writes(cache):
+    acknowledged, committed = users_in_per_user_order(cache, [12, 5, 1, 9, 3, 14, 7, 2])
+    for user_id in (12, 5, 1, 9, 3, 14, 7, 2):
+        assert [name for u, name in committed if u == user_id] == [
+            name for u, name in acknowledged if u == user_id]
+    assert committed != acknowledged
+
+
+def test_a_write_acknowledged_later_can_reach_the_db_first_across_partitions(cache, db):
+    for user_id in (1, 2):
+        db.add_user(user_id, "before")
+    prepare(cache, db, LOGS)
+    write(cache, 1, "first", log_of(1))
+    write(cache, 2, "second", log_of(2))
+    assert flush(cache, db, "f1", log=log_of(2)) == 1
+    assert db.query("SELECT name FROM users ORDER BY id") == [("before",), ("second",)]
+
+
+def test_a_partitions_refused_write_goes_to_its_own_dead_letters(cache, logged):
+    prepare(cache, logged, LOGS)
+    entry = write(cache, 7, "Nobody", log_of(7))
+    assert drain(cache, logged, "f1", logs=LOGS) == 1
+    assert cache.xrange(log_of(7).dead)[0][1] == {
+        "entry": entry, "user_id": "7", "name": "Nobody"}
+    assert cache.exists(DEAD, log_of(7).key(7)) == 0
+
+
+def test_a_registry_the_flusher_prunes_misses_a_logged_write(cache):
+    """Why not one log per user: the flusher must find the logs with writes. A registry
+    of them is a key of its own slot, so registering is a command apart from the write's
+    script. Registered first, replayed: the flusher prunes the user between the two."""
+    registry, log = "wb:dirty", "{user:1}:log"
+    cache.sadd(registry, 1)  # the writer registers user 1
+    assert cache.xlen(log) == 0  # the flusher finds user 1's log drained...
+    cache.srem(registry, 1)  # ...and removes the user
+    cache.xadd(log, {"user_id": 1, "name": "Ada L"})  # the writer's script; acknowledged
+    assert cache.smembers(registry) == set()  # no flusher will look at this log
+    assert cache.xlen(log) == 1
+
+
+def test_a_registry_written_after_the_script_misses_a_write_whose_writer_died(cache):
+    registry, log = "wb:dirty", "{user:1}:log"
+    cache.xadd(log, {"user_id": 1, "name": "Ada L"})  # the script: logged, copy pinned
+    # the process dies here, before it registers user 1
+    assert cache.smembers(registry) == set() and cache.xlen(log) == 1
+
+
+def test_bad_partitions():
+    with pytest.raises(ValueError, match="n must be a positive integer, got 0"):
+        partitioned(0)
+    with pytest.raises(ValueError, match="user_id must be a positive integer, got 0"):
+        log_of(0)
+    with pytest.raises(ValueError, match="user_id must be a positive integer"):
+        log_of(1).key(True)
 
 
 # --- the limit of ordering by stream ID: a failover can reorder --------------------------
