@@ -9,6 +9,10 @@ explorer, which wraps both to schedule every call.
   ``make_fake_cache()`` and ``make_redis_cache(url)`` pick one explicitly.
 - ``Database``: SQLite (in memory by default, a file when given a path) that counts the
   reads and writes it serves, so an example can say exactly how often the DB was hit.
+  ``make_db()`` is always SQLite (the explorer and the simulations need it);
+  ``make_db_from_env()`` is PostgreSQL when ``DATABASE_URL`` is set
+  (``snippets/postgres.py``: same interface, same counters), as ``make_cache()`` is
+  Redis when ``REDIS_URL`` is.
 """
 
 from __future__ import annotations
@@ -183,3 +187,14 @@ def make_db(path: str = ":memory:") -> Database:
     """An empty ``users`` table in SQLite: in memory by default, or in the file at
     ``path``."""
     return Database(path)
+
+
+def make_db_from_env() -> Database:
+    """An empty ``users`` table: in the PostgreSQL at ``DATABASE_URL`` if it is set
+    (in a schema of its own, dropped by ``close()``), else in SQLite's memory."""
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        return make_db()
+    from snippets.postgres import make_postgres_db  # it builds on this module
+
+    return make_postgres_db(url)

@@ -1,9 +1,10 @@
 """PostgreSQL behind the interface of the SQLite ``Database``: the pattern functions
 run on it unchanged (``?`` placeholders, ``query``, ``execute``, ``transaction``, the
-read and write counters). ``PrimaryWithStandby`` is a primary whose ``replica`` is a hot
-standby, ``poll_slot`` invalidates from PostgreSQL's own change stream (logical
-decoding), and ``relay_skip_locked`` lets several outbox relays run at once, for the
-real-engine tests of the distributed-timing and outbox pages.
+read and write counters); ``make_postgres_db(url)`` gives each caller an empty
+``users`` table of its own on a shared server. ``PrimaryWithStandby`` is a primary whose
+``replica`` is a hot standby, ``poll_slot`` invalidates from PostgreSQL's own change
+stream (logical decoding), and ``relay_skip_locked`` lets several outbox relays run at
+once, for the real-engine tests of the distributed-timing and outbox pages.
 
 The tests start the servers themselves (tests/engines.py); nothing here starts one.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -39,12 +41,16 @@ def _placeholders(sql: str) -> str:
 class PostgresDatabase(Database):
     """One autocommit connection; ``query()`` counts a read, ``execute()`` a write."""
 
-    def __init__(self, url: str, create: bool = True) -> None:  # not SQLite's
-        self.url = url
+    def __init__(self, url: str, create: bool = True,
+                 schema: str | None = None) -> None:  # not SQLite's
+        self.url, self.schema = url, schema
         self.conn = psycopg.connect(url, autocommit=True)  # type: ignore[assignment]
         self.lock = threading.RLock()
         self.reads = 0
         self.writes = 0
+        if schema:  # from now on, "users" on this connection is the schema's own table
+            self.conn.execute(f'CREATE SCHEMA "{schema}"')
+            self.conn.execute(f'SET search_path TO "{schema}"')
         if create:
             self.conn.execute(USERS_SCHEMA)
 
@@ -73,7 +79,18 @@ class PostgresDatabase(Database):
                               (user_id, name))
 
     def close(self) -> None:
+        if self.schema:  # leave the server as we found it
+            self.conn.execute(f'DROP SCHEMA "{self.schema}" CASCADE')
+            self.schema = None
         self.conn.close()
+
+
+def make_postgres_db(url: str) -> PostgresDatabase:
+    """An empty ``users`` table in the PostgreSQL at ``url``, in a schema of its own
+    that ``close()`` drops: many databases share one server (every test, on every
+    pytest-xdist worker, of a reader's own PostgreSQL) and never see each other's
+    rows."""
+    return PostgresDatabase(url, schema=f"db_{uuid.uuid4().hex}")
 
 
 class PrimaryWithStandby(PostgresDatabase):

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 
+import psycopg
 import pytest
 import redis
 
+from snippets.backends import Database, make_db_from_env
+from snippets.postgres import PostgresDatabase, make_postgres_db
 from tests.engines import needs_redis_server, start_redis
 
 
@@ -47,3 +50,30 @@ def test_the_session_has_a_redis_when_redis_server_is_installed():
         assert client.ping()
     finally:
         client.close()
+
+
+def test_each_postgres_db_has_its_own_users_and_close_drops_them(database_url):
+    """Many ``db``s share one PostgreSQL (every test, every pytest-xdist worker): each is
+    an empty ``users`` table in a schema of its own, gone after ``close()``."""
+    first, second = make_postgres_db(database_url), make_postgres_db(database_url)
+    first.add_user(1, "Ada")
+    assert first.query("SELECT name FROM users") == [("Ada",)]
+    assert second.query("SELECT name FROM users") == []
+    schemas = [first.schema, second.schema]
+    first.close()
+    second.close()
+    with psycopg.connect(database_url) as conn:
+        left = conn.execute("SELECT schema_name FROM information_schema.schemata"
+                            " WHERE schema_name = ANY(%s)", (schemas,)).fetchall()
+    assert left == []
+
+
+def test_database_url_selects_postgres_as_redis_url_selects_redis(database_url, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    db = make_db_from_env()
+    assert isinstance(db, PostgresDatabase)
+    db.close()
+    monkeypatch.delenv("DATABASE_URL")
+    db = make_db_from_env()
+    assert type(db) is Database  # SQLite
+    db.close()

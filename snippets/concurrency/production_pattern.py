@@ -148,7 +148,11 @@ def set_flags(
     ):
         raise TypeError(f"flags must be a dict of str to bool, got {flags!r}")
     doc = json.dumps(flags, sort_keys=True)
-    db.execute("INSERT OR REPLACE INTO flags (id, doc) VALUES (1, ?)", (doc,))
+    db.execute(
+        "INSERT INTO flags (id, doc) VALUES (1, ?)"
+        " ON CONFLICT (id) DO UPDATE SET doc = excluded.doc",  # SQLite and PostgreSQL
+        (doc,),
+    )
     cache.set(FLAGS_KEY, doc, ex=ttl)  # read-after-write: no miss, no gap
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from psycopg.pq import TransactionStatus
 
 from snippets.explorer.pages import words
 from snippets.patterns.cache_aside import get_user
@@ -21,6 +22,7 @@ from snippets.patterns.event_driven import (
     orders_ending_right, update_user,
 )
 from snippets.patterns.ttl import ClockedCache, DeletesLost
+from snippets.postgres import PostgresDatabase
 
 
 @pytest.fixture
@@ -50,12 +52,20 @@ def test_the_user_service_has_no_cache_to_touch():
     assert "cache" not in inspect.signature(update_user).parameters
 
 
+def in_transaction(db):
+    """Whether the database's connection has a transaction open (sqlite3 and psycopg
+    each say it their own way)."""
+    if isinstance(db, PostgresDatabase):
+        return db.conn.info.transaction_status != TransactionStatus.IDLE
+    return db.conn.in_transaction
+
+
 def test_the_event_is_published_only_after_the_commit(ada, clock):
     seen = []
 
     class Watching(EventQueue):
         def publish(self, event):
-            seen.append((ada.conn.in_transaction, name_in_db(ada)))
+            seen.append((in_transaction(ada), name_in_db(ada)))
             return super().publish(event)
 
     update_user(ada, Watching(), clock, 1, "Ada Lovelace")
