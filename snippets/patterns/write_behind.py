@@ -94,8 +94,8 @@ DEAD = "users:writes:dead"  # entries the database refused, kept for a human
 APPLIED_SCHEMA = """
 CREATE TABLE IF NOT EXISTS applied (
     user_id   INTEGER PRIMARY KEY,
-    entry_ms  INTEGER NOT NULL,  -- the stream ID of the last entry applied
-    entry_seq INTEGER NOT NULL   -- to this row, as two numbers to compare
+    entry_ms  BIGINT  NOT NULL,  -- the stream ID of the last entry applied (ms since
+    entry_seq BIGINT  NOT NULL   -- 1970) to this row, as two numbers to compare
 )
 """
 

@@ -46,11 +46,6 @@ from snippets.patterns.write_behind import (
 )
 from snippets.patterns.write_through import cost
 
-# SQLite alone for now: the flusher's `applied` table keeps stream IDs (milliseconds since
-# 1970) in INTEGER columns, 64-bit in SQLite but 32-bit in PostgreSQL, which refuses them
-# ("integer out of range"); with BIGINT these tests pass on PostgreSQL too.
-pytestmark = pytest.mark.sqlite_only("applied.entry_ms is INTEGER: 32 bits in PostgreSQL")
-
 
 @pytest.fixture
 def logged(cache, ada):
