@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,27 +20,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
+# Chromium is launched as the build launches it to draw the diagrams: offline, on loopback.
+from hooks.diagrams import CHROMIUM, LAUNCH_ARGS, LOCAL_HOST
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = Path(os.environ.get("SITE_TEST_CONFIG", ROOT / "mkdocs.yml")).resolve()
 SOURCE = CONFIG.parent  # where docs/ and snippets/ of the site under test live
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 IN_CI = os.environ.get("CI", "").lower() == "true"
-LOCAL_HOST = "127.0.0.1"
-
-# Chromium, even headless, talks to Google's hosts in the background. These flags turn that
-# off, and the resolver rule makes any name but 127.0.0.1 unresolvable, inside Chromium.
-LAUNCH_ARGS = [
-    "--no-sandbox",  # CI runs as root
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-domain-reliability",
-    "--disable-dev-shm-usage",  # containers give /dev/shm 64 MB
-    f"--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE {LOCAL_HOST}",
-]
 PHONE = {"width": 360, "height": 740}
 DESKTOP = {"width": 1280, "height": 900}
 
@@ -126,11 +112,15 @@ def open_page(browser: Any, base_url: str) -> Iterator[Any]:
     contexts: list[Any] = []
 
     def open_(path: str, *, scheme: str = "light", viewport: dict[str, int] = DESKTOP,
-              **options: Any) -> Visit:
+              rewrite: Callable[[str], str] | None = None, **options: Any) -> Visit:
+        """Open the page; ``rewrite``, if given, changes its HTML before the browser reads it."""
         context = browser.new_context(
             color_scheme=scheme, viewport=viewport, service_workers="block", **options
         )
         contexts.append(context)
+        if rewrite:
+            context.route(base_url + path, lambda route: route.fulfill(
+                response=(response := route.fetch()), body=rewrite(response.text())))
         page = context.new_page()
         visit = Visit(page)
         context.on("request", lambda request: visit.requests.append(request.url))

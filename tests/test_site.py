@@ -93,12 +93,25 @@ PAGE_IDS = [page.src for page in PAGES]
 # --- the built site, served ---------------------------------------------------------------
 
 
-# --- Mermaid: count the SVGs inside Material's closed shadow roots -------------------------
+# --- Mermaid: count the SVGs inside the diagrams' shadow roots -----------------------------
+# The build draws the diagrams (hooks/diagrams.py): each arrives as a <div class="mermaid">
+# with a declarative shadow root. A diagram it could not draw (no Chromium) stays a
+# <pre class="mermaid"> source, which Material draws in the browser into a closed one.
+
+DRAWN = re.compile(r'<div class="mermaid"[^>]*><template shadowrootmode="open"><svg ')
+UNDRAWN = re.compile(r'<pre class="mermaid">')
 
 
-def _diagram_sources(site_dir: Path, page: NavPage) -> int:
+@dataclass
+class PageDiagrams:
+    total: int
+    for_the_browser: int  # sources left for Mermaid to draw in the reader's browser
+
+
+def _diagram_sources(site_dir: Path, page: NavPage) -> PageDiagrams:
     html = (site_dir / page.url_path / "index.html").read_text(encoding="utf-8")
-    return len(re.findall(r'<pre class="mermaid"', html))
+    left = len(UNDRAWN.findall(html))
+    return PageDiagrams(len(DRAWN.findall(html)) + left, left)
 
 
 def _pierced_tree(page: Any) -> dict[str, Any]:
@@ -208,8 +221,9 @@ def _diagram_texts(page: Any) -> list[DiagramText]:
         cdp.detach()
 
 
-def _check_page(visit: Visit, diagrams_expected: int) -> None:
-    if diagrams_expected:
+def _check_page(visit: Visit, expected: PageDiagrams) -> None:
+    diagrams_expected = expected.total
+    if expected.for_the_browser:
         # Mermaid loads when a diagram comes near the screen (docs/assets/js/mermaid-lazy.js).
         visit.page.evaluate(SCROLL_TO_FIRST_DIAGRAM)
     diagrams = _wait_for_diagrams(visit.page, diagrams_expected)
@@ -225,9 +239,12 @@ def _check_page(visit: Visit, diagrams_expected: int) -> None:
     # Readable in either scheme: message text against the page, at least WCAG AA's 4.5:1.
     faint = [(t.fill, round(t.contrast, 2)) for t in _diagram_texts(visit.page) if t.contrast < 4.5]
     assert not faint, f"diagram text too faint against the page (fill, contrast): {faint}"
+    # Mermaid loads once where the browser has diagrams to draw, and never where the build
+    # drew them all.
     mermaid_loads = [url for url in visit.requests if url.endswith("/mermaid.esm.min.mjs")]
-    assert len(mermaid_loads) == (1 if diagrams_expected else 0), (
-        f"Mermaid loaded {len(mermaid_loads)} times on a page with {diagrams_expected} diagram(s)")
+    assert len(mermaid_loads) == (1 if expected.for_the_browser else 0), (
+        f"Mermaid loaded {len(mermaid_loads)} times on a page with {diagrams_expected} "
+        f"diagram(s), {expected.for_the_browser} left for the browser to draw")
 
 
 # --- every nav page: clean, local, diagrams drawn, in light and in dark mode ----------------
@@ -308,6 +325,42 @@ def test_no_page_loads_mermaid_up_front(site_dir):
     lazy = [str(html.relative_to(site_dir)) for html in site_dir.rglob("*.html")
             if "mermaid-lazy.js" in html.read_text(encoding="utf-8")]
     assert lazy, "no page carries the lazy Mermaid loader"
+
+
+def test_the_build_draws_every_diagram(site_dir, browser):
+    """With Chromium at hand (always in CI), no page leaves a diagram for the reader's
+    browser to draw, and each drawing keeps its source beside it."""
+    pages = {str(html.relative_to(site_dir)): html.read_text(encoding="utf-8")
+             for html in site_dir.rglob("*.html")}
+    left = {name: len(UNDRAWN.findall(text)) for name, text in pages.items() if UNDRAWN.search(text)}
+    assert not left, f"diagrams left for the browser to draw: {left}"
+    drawn = sum(len(DRAWN.findall(text)) for text in pages.values())
+    sources = sum(text.count('<script type="text/x-mermaid">') for text in pages.values())
+    assert drawn > 50 and sources == drawn, f"{drawn} diagrams drawn, {sources} sources kept"
+
+
+DRAWING = re.compile(r'<div class="mermaid"[^>]*><template shadowrootmode="open">.*?</template>'
+                     r'<script type="text/x-mermaid">(.*?)</script></div>', re.DOTALL)
+
+
+def test_a_browser_draws_the_diagrams_the_build_could_not(open_page, site_dir):
+    """The path a build without Chromium leaves: the sources, drawn by Mermaid in the page
+    (assets/js/mermaid-lazy.js), lazily, with nothing left undrawn."""
+    page = next(page for page in PAGES if page.src == "concurrency/reader-race.md")
+    expected = _diagram_sources(site_dir, page)
+    visit = open_page(page.url_path, rewrite=lambda html: DRAWING.sub(
+        lambda match: f'<pre class="mermaid"><code>{match.group(1)}</code></pre>', html))
+    _check_page(visit, PageDiagrams(expected.total, for_the_browser=expected.total))
+
+
+def test_code_annotation_markers_have_names(open_page):
+    """Material draws an annotation's number with CSS only; assets/js/code.js names each
+    marker, so a screen reader says "Annotation 1" (Lighthouse's link-name audit)."""
+    visit = open_page("distributed/snapshots/")
+    names = visit.page.eval_on_selector_all(
+        "a.md-annotation__index", "links => links.map(link => link.getAttribute('aria-label'))")
+    assert names, "the page has no code annotations to name"
+    assert all(name and re.fullmatch(r"Annotation \d+", name) for name in names), names
 
 
 # --- search finds each page by its name -----------------------------------------------------

@@ -1,7 +1,10 @@
-// Mermaid only on pages with a diagram, only once a diagram is close to the screen, and only
-// the parts a diagram needs: its ES-module build (docs/assets/js/mermaid/, copied by `make`
-// from the pinned npm package) loads about 0.9 MB for a sequence diagram, where the
-// single-file build is 3.5 MB. Reading starts before any of it has loaded.
+// The build draws the site's diagrams in Chromium (hooks/diagrams.py), through this
+// script's build mode below. Where it could not (no Chromium at build), the reader's browser
+// draws them, and this is how: Mermaid only on pages with a diagram, only once a diagram is
+// close to the screen, and only the parts a diagram needs: its ES-module build
+// (docs/assets/js/mermaid/, copied by `make` from the pinned npm package) loads about 0.9 MB
+// for a sequence diagram, where the single-file build is 3.5 MB. Reading starts before any
+// of it has loaded.
 //
 // Material draws the diagrams itself: it calls mermaid.initialize(), then
 // mermaid.render(id, text) for each <pre class="mermaid">, and it loads Mermaid only when
@@ -19,8 +22,19 @@
 //   them would mean reading the entry module's imports, a second request for it.)
 (function () {
   "use strict";
+  // The build draws the diagrams (hooks/diagrams.py); only those it could not draw are left
+  // here as sources.
   var sources = Array.prototype.slice.call(document.querySelectorAll("pre.mermaid"));
   if (!sources.length || typeof mermaid !== "undefined") return;
+
+  // At build time, hooks/diagrams.py opens a page with __mermaidBuild set: the page's own
+  // diagrams are drawn at once, each SVG handed back by the index of its source, and then
+  // build.draw() draws the diagrams of every other page with the same Mermaid and settings.
+  var build = window.__mermaidBuild || null;
+  if (build) build.draw = function (id, text) {
+    return load().then(function (real) { return real.render(id, text); }).then(keepReadable)
+      .then(function (result) { return result.svg; });
+  };
 
   var entry = new URL("assets/js/mermaid/mermaid.esm.min.mjs", __md_scope).href;
   var config = {};
@@ -120,7 +134,16 @@
     render: function (id, text) {
       return new Promise(function (resolve, reject) {
         var source = sourceOf(text);
-        var job = { id: id, text: text, source: source, near: !observer || !source, resolve: resolve, reject: reject };
+        var job = { id: id, text: text, source: source, near: !observer || !source || !!build,
+                    resolve: resolve, reject: reject };
+        if (build) job.resolve = function (result) {
+          build.drawn.push({ index: sources.indexOf(source), svg: result.svg, id: id });
+          resolve(result);
+        };
+        if (build) job.reject = function (error) {
+          build.drawn.push({ index: sources.indexOf(source), error: String(error), id: id });
+          reject(error);
+        };
         jobs.push(job);
         if (!job.near) observer.observe(source);
         pump();

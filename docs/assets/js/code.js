@@ -1,5 +1,7 @@
-// What the copy button copies from a `>>>` (pycon) block: the code a reader can paste into
-// Python, without the `>>> ` and `... ` prompts and without the printed output.
+// Two things Material's code blocks lack.
+//
+// 1. What the copy button copies from a `>>>` (pycon) block: the code a reader can paste
+// into Python, without the `>>> ` and `... ` prompts and without the printed output.
 //
 // Material copies the `data-copy` attribute of the code element when it has one, and its
 // visible text otherwise. Pygments marks each prompt as a `.gp` span at the start of its
@@ -36,9 +38,18 @@
     });
   }
 
+  // 2. A code annotation's marker is a link whose number only CSS draws, so it has no name a
+  // screen reader can say (WCAG 2.4.4, Lighthouse's link-name audit): it gets one.
+  function name(root) {
+    root.querySelectorAll("a.md-annotation__index").forEach(function (link) {
+      var number = link.querySelector("[data-md-annotation-id]");
+      link.setAttribute("aria-label", "Annotation " + (number ? number.getAttribute("data-md-annotation-id") : ""));
+    });
+  }
+
   if (typeof document$ !== "undefined") {
-    document$.subscribe(function () { mark(document); });
+    document$.subscribe(function () { mark(document); name(document); });
   } else {
-    document.addEventListener("DOMContentLoaded", function () { mark(document); });
+    document.addEventListener("DOMContentLoaded", function () { mark(document); name(document); });
   }
 })();
