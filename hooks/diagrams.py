@@ -51,6 +51,7 @@ LAUNCH_ARGS = [
 ]
 SOURCE = re.compile(r'<pre class="mermaid"><code>(.*?)</code></pre>', re.DOTALL)
 DRAW_TIMEOUT_MS = 120_000
+LOADER = re.compile(r'<script src="[^"]*assets/js/mermaid-lazy\.js"></script>\n?')
 
 
 VIEW_BOX = re.compile(r'viewBox="[-\d.]+ [-\d.]+ ([\d.]+) ([\d.]+)"')
@@ -181,7 +182,11 @@ def on_post_build(config, **kwargs) -> None:
         return drawn_diagram(svg, match.group(1))
 
     for path in pages:
-        path.write_text(SOURCE.sub(drawing, path.read_text(encoding="utf-8")), encoding="utf-8")
+        page = SOURCE.sub(drawing, path.read_text(encoding="utf-8"))
+        # The loader has nothing left to draw here, and as a plain script it would hold up the
+        # page's first paint.
+        page = LOADER.sub("", page)
+        path.write_text(page, encoding="utf-8")
     # Drawings no page uses any more (an edited diagram, a new Mermaid) go.
     used = {cached(t).name for texts in pages.values() for t in texts}
     for old in cache.glob("*.svg"):

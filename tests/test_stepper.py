@@ -73,10 +73,10 @@ def test_the_page_has_a_stepper_and_its_tree(site_dir):
     assert TREE.is_file(), f"{TREE} is missing: python -m snippets.explorer --trees"
     html = (site_dir / PAGE / "index.html").read_text(encoding="utf-8")
     assert f'data-stepper="{TREE_ID}"' in html
-    assert "assets/js/stepper.js" in html and "assets/css/stepper.css" in html
+    assert "assets/js/stepper.js" in html and '<style id="stepper-css">' in html
     other = (site_dir / "concurrency" / "fixes" / "index.html").read_text(encoding="utf-8")
     if "data-stepper=" not in other:  # a page without a stepper loads none of it
-        assert "stepper.js" not in other and "stepper.css" not in other
+        assert "stepper.js" not in other and "stepper-css" not in other
 
 
 def test_clicking_the_race_ends_bad_exactly_as_the_replay_says(open_page):
