@@ -139,14 +139,15 @@ def create_slot(db: PostgresDatabase, slot: str = SLOT) -> None:
 
 
 def poll_slot(cache: Cache, db: PostgresDatabase, slot: str = SLOT,
-              leases: bool = False) -> list[int]:
+              leases: bool = False, upto: str | None = None) -> list[int]:
     """One poll: the users changed by transactions committed since the last poll, in
     commit order, whoever wrote them (the application, a migration, psql). Their keys
     are deleted first, and only then are the changes consumed: a poll that fails half
-    way hands them out again (at least once)."""
+    way hands them out again (at least once). With ``upto`` (an LSN), only the
+    transactions that committed before it."""
     rows = db.conn.execute(
-        "SELECT lsn, data FROM pg_logical_slot_peek_changes(%s, NULL, NULL)",
-        (slot,)).fetchall()
+        "SELECT lsn, data FROM pg_logical_slot_peek_changes(%s, %s::pg_lsn, NULL)",
+        (slot, upto)).fetchall()
     changed = [int(match[1]) for _, data in rows if (match := USERS_ROW.match(data))]
     commits = [lsn for lsn, data in rows if data.startswith("COMMIT")]
     if not commits:
@@ -159,6 +160,15 @@ def poll_slot(cache: Cache, db: PostgresDatabase, slot: str = SLOT,
     db.conn.execute("SELECT count(*) FROM pg_logical_slot_get_changes(%s, %s, NULL)",
                     (slot, commits[-1]))  # consume what was handled, and no more
     return changed
+
+
+def poll_applied(cache: Cache, db: PrimaryWithStandby, slot: str = SLOT) -> list[int]:
+    """The standby's apply stream (the replica page's last fix), on PostgreSQL 15, which
+    decodes changes on a primary only: the primary's slot, read up to what the standby
+    has replayed. A key (and its lease) goes once a read from the standby can no longer
+    return the old row, never before."""
+    [(replayed,)] = db.replica.query("SELECT pg_last_wal_replay_lsn()")
+    return poll_slot(cache, db, slot, leases=True, upto=str(replayed))
 
 
 # --- The outbox, with relays that run side by side ------------------------------------
