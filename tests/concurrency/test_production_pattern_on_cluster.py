@@ -185,42 +185,44 @@ def test_partitioned_write_behind_loses_nothing_when_flushers_die_on_the_cluster
 # --- the L1's invalidation: SPUBLISH on a cluster --------------------------------------------
 
 
-def test_an_l1_invalidation_sent_with_spublish_reaches_its_listener_on_the_cluster(cache):
+@pytest.fixture
+def sharded(cache: RedisCluster) -> Iterator[tuple[Database, two_level.L1,
+                                                   two_level.ShardedListener]]:
+    """User 1 named "old", an empty L1, and its listener on the channel's shard."""
     db = make_db()
     db.add_user(1, "old")
     l1 = two_level.L1()
     listener = two_level.ShardedListener(cache, l1)
-    try:
-        owner = cache.get_node_from_key(two_level.SHARDED_CHANNEL).name
-        assert set(listener.pubsub.node_pubsub_mapping) == {owner}  # that shard only
-        assert two_level.get_user(l1, cache, db, 1) == "old"
-        assert l1.get(user_key(1)) == "old"
-        assert two_level.update_user_sharded(cache, db, 1, "new") == 1
-        message = listener.poll(timeout=5.0)
-        assert message is not None and message["type"] == "smessage"
-        assert message["data"] == user_key(1)
-        assert l1.get(user_key(1)) is None  # dropped
-        assert two_level.get_user(l1, cache, db, 1) == "new"
-    finally:
-        listener.close()
+    yield db, l1, listener
+    listener.close()
 
 
-def test_a_sharded_listener_flushes_its_l1_when_its_shard_connection_comes_back(cache):
-    db = make_db()
-    db.add_user(1, "old")
-    l1 = two_level.L1()
-    listener = two_level.ShardedListener(cache, l1)
-    try:
-        two_level.get_user(l1, cache, db, 1)
-        [shard] = listener.pubsub.node_pubsub_mapping.values()
-        shard.connection.disconnect()
-        assert two_level.update_user_sharded(cache, db, 1, "new") == 0  # lost
-        for _ in range(3):  # the next polls reconnect and subscribe again
-            listener.poll(timeout=0.2)
-        assert l1.get(user_key(1)) is None  # flushed
-        assert two_level.update_user_sharded(cache, db, 1, "newer") == 1
-    finally:
-        listener.close()
+def test_an_l1_invalidation_sent_with_spublish_reaches_its_listener_on_the_cluster(
+        cache, sharded):
+    db, l1, listener = sharded
+    owner = cache.get_node_from_key(two_level.SHARDED_CHANNEL).name
+    assert set(listener.pubsub.node_pubsub_mapping) == {owner}  # that shard only
+    assert two_level.get_user(l1, cache, db, 1) == "old"
+    assert l1.get(user_key(1)) == "old"
+    assert two_level.update_user_sharded(cache, db, 1, "new") == 1
+    message = listener.poll(timeout=5.0)
+    assert message is not None and message["type"] == "smessage"
+    assert message["data"] == user_key(1)
+    assert l1.get(user_key(1)) is None  # dropped
+    assert two_level.get_user(l1, cache, db, 1) == "new"
+
+
+def test_a_sharded_listener_flushes_its_l1_when_its_shard_connection_comes_back(
+        cache, sharded):
+    db, l1, listener = sharded
+    two_level.get_user(l1, cache, db, 1)
+    [shard] = listener.pubsub.node_pubsub_mapping.values()
+    shard.connection.disconnect()
+    assert two_level.update_user_sharded(cache, db, 1, "new") == 0  # lost
+    for _ in range(3):  # the next polls reconnect and subscribe again
+        listener.poll(timeout=0.2)
+    assert l1.get(user_key(1)) is None  # flushed
+    assert two_level.update_user_sharded(cache, db, 1, "newer") == 1
 
 
 def test_publish_goes_to_every_node_spublish_to_the_owning_shard_only(cluster):
