@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import difflib
 import doctest
+import gzip
 import json
 import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from html import unescape
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -371,14 +373,86 @@ def test_a_browser_draws_the_diagrams_the_build_could_not(open_page, site_dir):
     _check_page(visit, PageDiagrams(expected.total, for_the_browser=expected.total))
 
 
-def test_code_annotation_markers_have_names(open_page):
-    """Material draws an annotation's number with CSS only; assets/js/code.js names each
-    marker, so a screen reader says "Annotation 1" (Lighthouse's link-name audit)."""
+def test_code_annotations_mount_in_view_named_and_without_a_jump(open_page):
+    """Material mounts a code block's annotations as the block comes into view (content.lazy).
+    Until then the annotations' list stays hidden (hooks/annotations.py, site.css), so the
+    text below does not jump up when they mount; and assets/js/code.js names each marker,
+    whose number only CSS draws, so a screen reader says "Annotation 1" (Lighthouse's
+    link-name audit)."""
     visit = open_page("distributed/snapshots/")
-    names = visit.page.eval_on_selector_all(
-        "a.md-annotation__index", "links => links.map(link => link.getAttribute('aria-label'))")
-    assert names, "the page has no code annotations to name"
-    assert all(name and re.fullmatch(r"Annotation \d+", name) for name in names), names
+    block = visit.page.locator("div.highlight:has(+ ol.annotation-list)").first
+    items = block.locator("+ ol.annotation-list > li").count()
+    assert items, "the page has no annotated code block"
+    below = visit.page.locator("div.highlight:has(+ ol.annotation-list) + ol + *").first
+
+    def list_shown() -> bool:
+        return block.locator("+ ol").evaluate("ol => getComputedStyle(ol).display !== 'none'")
+
+    assert block.locator(".md-annotation").count() == 0, "mounted before it came into view"
+    assert not list_shown(), "the annotation list shows under a block not yet mounted"
+    # Lay out what the page skips until it nears the screen (site.css), so that only the
+    # mounting can move the text below.
+    visit.page.add_style_tag(content="* { content-visibility: visible !important; }")
+    top_before = below.evaluate("e => e.offsetTop")
+    block.scroll_into_view_if_needed()
+    visit.page.wait_for_function(
+        "n => document.querySelectorAll('a.md-annotation__index').length >= n", arg=items)
+    assert not list_shown(), "the annotation list shows under a mounted block"
+    assert below.evaluate("e => e.offsetTop") == top_before, "the text below the block moved"
+    names = block.locator("a.md-annotation__index").evaluate_all(
+        "links => links.map(link => link.getAttribute('aria-label'))")
+    assert names == [f"Annotation {n}" for n in range(1, items + 1)], names
+    assert not visit.problems, visit.problems
+
+
+def test_the_colour_toggle_follows_the_system_until_the_reader_chooses(open_page):
+    """overrides/partials/javascripts/palette.html: the page starts in the system's scheme
+    and follows it when it changes; once the reader clicks the toggle (or presses Enter on
+    it), their choice holds, on this page and the next."""
+    visit = open_page("patterns/cache-aside/", scheme="light")
+    page = visit.page
+
+    def scheme() -> tuple[str, str]:  # the body's scheme, and the page's for the browser
+        return tuple(page.evaluate("""() => [document.body.getAttribute("data-md-color-scheme"),
+                                            document.documentElement.style.colorScheme]"""))
+
+    toggle = page.locator("form[data-md-palette] label:not([hidden])")
+    assert scheme() == ("default", "light")
+    assert toggle.count() == 1 and toggle.get_attribute("title") == "Switch to dark mode"
+    page.emulate_media(color_scheme="dark")
+    page.wait_for_function("document.body.dataset.mdColorScheme === 'slate'")
+    page.emulate_media(color_scheme="light")
+    page.wait_for_function("document.body.dataset.mdColorScheme === 'default'")
+
+    toggle.click()
+    assert scheme() == ("slate", "dark")
+    assert toggle.get_attribute("title") == "Switch to light mode"
+    page.emulate_media(color_scheme="light")  # the reader's choice now wins
+    page.goto(page.url.replace("cache-aside", "write-through"))
+    assert scheme() == ("slate", "dark")
+
+    page.locator("form[data-md-palette] input:checked").focus()
+    page.keyboard.press("Enter")
+    assert scheme() == ("default", "light")
+    assert not visit.problems, visit.problems
+
+
+def test_only_an_annotated_blocks_list_is_marked():
+    """hooks/annotations.py marks the list after a block with an annotation marker, and no
+    other list: a list marked by mistake would stay hidden for good."""
+    from hooks.annotations import on_page_content
+
+    def block(comment: str) -> str:
+        return ('<div class="language-python highlight"><pre><code><span class="n">x</span>'
+                f'  <span class="c1"># {comment}</span>\n</code></pre></div>\n')
+
+    annotated = block("(1)!") + "<ol>\n<li>Why.</li>\n</ol>"
+    ordinary = block("a (plain) comment") + "<ol>\n<li>A step.</li>\n</ol>"
+    assert on_page_content(annotated, page=None).count('<ol class="annotation-list">') == 1
+    assert on_page_content(ordinary, page=None) == ordinary
+    # Each list is judged by its own block only.
+    both = on_page_content(annotated + ordinary, page=None)
+    assert both.count('<ol class="annotation-list">') == 1 and both.endswith(ordinary)
 
 
 # --- search finds each page by its name -----------------------------------------------------
@@ -396,6 +470,28 @@ def test_notebooks_stay_out_of_the_search_index(site_dir):
     assert notebooks, "no notebook in the nav"
     assert not [page.src for page in notebooks if page.url_path in indexed]
     assert [page for page in PAGES if page.url_path in indexed], "the pages are not indexed"
+
+
+def test_source_listings_stay_out_of_the_search_index_and_prose_stays_in(site_dir):
+    """hooks/search.py: a block shown under a file name is left out of the index, the prose
+    around it is not; the index every page loads stays small (the home page's budget)."""
+    index = json.loads((site_dir / "search" / "search_index.json").read_text(encoding="utf-8"))
+    indexed = unescape("\n".join(doc["title"] + "\n" + doc["text"] for doc in index["docs"]
+                                  if doc["location"].startswith("scaling/kafka-invalidation/")))
+    page = (site_dir / "scaling" / "kafka-invalidation" / "index.html").read_text(encoding="utf-8")
+    listings = re.findall(r'<span class="filename">[^<]*</span><pre>.*?</pre>', page, re.S)
+    assert listings, "the page has no source listing"
+    text = lambda fragment: unescape(re.sub(r"<[^>]+>", "", fragment))  # noqa: E731
+    lines = [line.strip() for listing in listings for line in text(listing).splitlines()]
+    # Lines of the listings that the page shows nowhere else (an example may repeat one).
+    elsewhere = text(re.sub(r'<span class="filename">[^<]*</span><pre>.*?</pre>', "", page, flags=re.S))
+    own = [line for line in lines if len(line) > 30 and line not in elsewhere]
+    assert len(own) > 20 and not [line for line in own if line in indexed]
+    assert "The stand-in keeps the client" in indexed, "the page's prose left the index"
+    # The home page's 300 KB budget (make audit) holds the index, Material's script and
+    # style sheet (about 60 KB) and the page; with the listings in, the index alone was 255 KB.
+    packed = gzip.compress((site_dir / "search" / "search_index.json").read_bytes(), 6)
+    assert len(packed) < 200 * 1024, f"the search index is {len(packed) // 1024} KB gzipped"
 
 
 def test_search_finds_each_page_by_name(open_page):
@@ -462,9 +558,7 @@ COPY_ALL = """async () => {
     const blocks = [...document.querySelectorAll("article div.highlight")];
     const out = [];
     for (const block of blocks) {
-        const button = block.querySelector("button.md-code__button[data-md-type='copy'], button.md-clipboard");
         const code = block.querySelector("pre > code");
-        if (!button || !code) { out.push({missing: true, shown: code ? code.textContent : ""}); continue; }
         // A reader opens a collapsed admonition before copying from it (closed, its text
         // is not rendered, so there would be nothing to copy).
         for (let d = block.closest("details"); d; d = d.parentElement.closest("details")) d.open = true;
@@ -475,9 +569,16 @@ COPY_ALL = """async () => {
             const radio = tab.closest(".tabbed-set").querySelectorAll(":scope > input")[index];
             if (radio) radio.click();
         }
-        // As a reader does: the block on screen, then the click; and, if nothing came
-        // (a diagram drawn meanwhile can take the focus), a second and third click.
+        // As a reader does: the block on screen, then the click. Material gives a block its
+        // button as the block comes into view (content.lazy).
         block.scrollIntoView();
+        const copyButton = () => block.querySelector(
+            "button.md-code__button[data-md-type='copy'], button.md-clipboard");
+        for (let i = 0; i < 100 && !copyButton(); i++) await new Promise(r => setTimeout(r, 20));
+        const button = copyButton();
+        if (!button || !code) { out.push({missing: true, shown: code ? code.textContent : ""}); continue; }
+        // If nothing came (a diagram drawn meanwhile can take the focus), a second and
+        // third click.
         let copied = "\u2205";
         for (let attempt = 0; attempt < 3 && copied === "\u2205"; attempt++) {
             window.focus();

@@ -39,7 +39,9 @@
   }
 
   // 2. A code annotation's marker is a link whose number only CSS draws, so it has no name a
-  // screen reader can say (WCAG 2.4.4, Lighthouse's link-name audit): it gets one.
+  // screen reader can say (WCAG 2.4.4, Lighthouse's link-name audit): it gets one. Material
+  // mounts a block's annotations when the block comes into view (content.lazy), so markers
+  // are named as they appear.
   function name(root) {
     root.querySelectorAll("a.md-annotation__index").forEach(function (link) {
       var number = link.querySelector("[data-md-annotation-id]");
@@ -47,9 +49,23 @@
     });
   }
 
-  if (typeof document$ !== "undefined") {
-    document$.subscribe(function () { mark(document); name(document); });
+  function start() {
+    mark(document);
+    name(document);
+    var content = document.querySelector(".md-content");
+    if (!content) return;
+    new MutationObserver(function (records) {
+      records.forEach(function (record) {
+        record.addedNodes.forEach(function (node) {
+          if (node.nodeType === 1 && node.classList.contains("md-annotation")) name(node);
+        });
+      });
+    }).observe(content, { childList: true, subtree: true });
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
   } else {
-    document.addEventListener("DOMContentLoaded", function () { mark(document); name(document); });
+    start();
   }
 })();
