@@ -437,6 +437,17 @@ def test_the_colour_toggle_follows_the_system_until_the_reader_chooses(open_page
     assert not visit.problems, visit.problems
 
 
+def test_sidebar_links_are_big_enough_to_hit(open_page):
+    """site.css: on a wide screen each sidebar link is at least 24 px high (WCAG 2.5.8,
+    Lighthouse's target-size audit); Material draws them 18 px high, 9 px apart."""
+    visit = open_page("fleet/deploys/", viewport={"width": 1400, "height": 900})
+    heights = visit.page.eval_on_selector_all(
+        ".md-sidebar a.md-nav__link",
+        "links => links.filter(a => a.offsetParent).map(a => a.getBoundingClientRect().height)")
+    assert len(heights) > 20, heights
+    assert min(heights) >= 24, sorted(heights)[:5]
+
+
 def test_only_an_annotated_blocks_list_is_marked():
     """hooks/annotations.py marks the list after a block with an annotation marker, and no
     other list: a list marked by mistake would stay hidden for good."""
