@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 
 # pymdownx.highlight writes a listing's file name (title=) as the block's first child.
-LISTING = re.compile(r'<div class="(language-[\w-]+ highlight)"><span class="filename">')
+LISTING = re.compile(r'<div class="(language-[\w-]+ highlight)"([^>]*)><span class="filename">')
 
 
 def on_page_content(html, page, **kwargs):
-    return LISTING.sub(r'<div class="\1" data-search-exclude><span class="filename">', html)
+    return LISTING.sub(r'<div class="\1"\2 data-search-exclude><span class="filename">', html)
