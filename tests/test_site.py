@@ -503,6 +503,22 @@ def test_notebooks_stay_out_of_the_search_index(site_dir):
     assert [page for page in PAGES if page.url_path in indexed], "the pages are not indexed"
 
 
+def test_a_notebook_page_keeps_only_the_style_rules_that_can_match_it(site_dir):
+    """hooks/notebooks.py: of JupyterLab's 560 KB style sheet, which mkdocs-jupyter writes
+    into each notebook page, only the rules naming classes the page has are kept."""
+    from hooks.notebooks import prune_css
+
+    css = (".jupyter-wrapper{--x:1}.jp-Cell .gone{color:red}.jp-Cell,.gone{margin:0}"
+           ":is(.gone, .jp-Cell) p{padding:0}@media print{.gone{x:1}.jp-Cell{y:2}}")
+    assert prune_css(css, {"jupyter-wrapper", "jp-Cell"}) == (
+        ".jupyter-wrapper{--x:1}.jp-Cell{margin:0}:is(.gone, .jp-Cell) p{padding:0}"
+        "@media print{.jp-Cell{y:2}}")
+    page = (site_dir / "notebooks" / "ttl" / "index.html").read_text(encoding="utf-8")
+    jupyter = re.search(r'<style type="text/css">\s*@charset "UTF-8";\s*\.jupyter-wrapper.*?</style>',
+                        page, re.S)
+    assert jupyter and len(jupyter[0]) < 200_000, len(jupyter[0]) if jupyter else None
+
+
 def test_source_listings_stay_out_of_the_search_index_and_prose_stays_in(site_dir):
     """hooks/search.py: a block shown under a file name is left out of the index, the prose
     around it is not; the index every page loads stays small (the home page's budget)."""
