@@ -224,6 +224,11 @@ def _diagram_texts(page: Any) -> list[DiagramText]:
         cdp.detach()
 
 
+LAY_OUT_EVERYTHING = "* { content-visibility: visible !important; }"
+"""A style that lays out what site.css skips until it nears the screen, so every box is
+measured as it is drawn."""
+
+
 def _check_page(visit: Visit, expected: PageDiagrams) -> None:
     diagrams_expected = expected.total
     if expected.for_the_browser:
@@ -267,13 +272,9 @@ def test_page_loads_clean_and_renders_its_diagrams(open_page, site_dir, page, sc
 def test_page_fits_a_phone(open_page, site_dir, page):
     visit = open_page(page.url_path, viewport=PHONE, is_mobile=True, has_touch=True)
     _check_page(visit, _diagram_sources(site_dir, page))
+    visit.page.add_style_tag(content=LAY_OUT_EVERYTHING)
     overflow = visit.page.evaluate(
         """() => {
-        // Lay out what the page skips until it nears the screen (site.css), so that every
-        // box is measured as it is drawn.
-        const everything = document.createElement("style");
-        everything.textContent = "* { content-visibility: visible !important; }";
-        document.head.append(everything);
         const width = document.documentElement.clientWidth;
         const page = Math.max(document.documentElement.scrollWidth, document.body.scrollWidth);
         // Wide content must scroll inside itself: its box stays within the screen, and what
@@ -391,9 +392,7 @@ def test_code_annotations_mount_in_view_named_and_without_a_jump(open_page):
 
     assert block.locator(".md-annotation").count() == 0, "mounted before it came into view"
     assert not list_shown(), "the annotation list shows under a block not yet mounted"
-    # Lay out what the page skips until it nears the screen (site.css), so that only the
-    # mounting can move the text below.
-    visit.page.add_style_tag(content="* { content-visibility: visible !important; }")
+    visit.page.add_style_tag(content=LAY_OUT_EVERYTHING)  # only the mounting can move the text below
     top_before = below.evaluate("e => e.offsetTop")
     block.scroll_into_view_if_needed()
     visit.page.wait_for_function(
@@ -456,7 +455,7 @@ def test_a_code_block_reserves_its_own_height_before_it_is_laid_out(open_page, v
     screen moves as the page opens. Checked on every shown block of a page with short and
     long blocks, with and without a file name, and blocks inside admonitions."""
     visit = open_page("scaling/mutex/", viewport=viewport)
-    visit.page.add_style_tag(content="* { content-visibility: visible !important; }")
+    visit.page.add_style_tag(content=LAY_OUT_EVERYTHING)
     blocks = visit.page.eval_on_selector_all("article div.highlight", """blocks => blocks
         .filter(block => block.offsetParent)
         .map(block => [block.style.getPropertyValue("--code-height"),
@@ -489,9 +488,12 @@ def test_only_an_annotated_blocks_list_is_marked():
 # --- search finds each page by its name -----------------------------------------------------
 
 
+def _search_index(site_dir: Path) -> dict[str, Any]:
+    return json.loads((site_dir / "search" / "search_index.json").read_text(encoding="utf-8"))
+
+
 def _indexed_pages(site_dir: Path) -> set[str]:
-    index = json.loads((site_dir / "search" / "search_index.json").read_text(encoding="utf-8"))
-    return {doc["location"].split("#")[0] for doc in index["docs"]}
+    return {doc["location"].split("#")[0] for doc in _search_index(site_dir)["docs"]}
 
 
 def test_notebooks_stay_out_of_the_search_index(site_dir):
@@ -506,7 +508,7 @@ def test_notebooks_stay_out_of_the_search_index(site_dir):
 def test_a_notebook_page_keeps_only_the_style_rules_that_can_match_it(site_dir):
     """hooks/notebooks.py: of JupyterLab's 560 KB style sheet, which mkdocs-jupyter writes
     into each notebook page, only the rules naming classes the page has are kept."""
-    from hooks.notebooks import prune_css
+    from hooks.notebooks import JUPYTER_STYLE, prune_css
 
     css = (".jupyter-wrapper{--x:1}.jp-Cell .gone{color:red}.jp-Cell,.gone{margin:0}"
            ":is(.gone, .jp-Cell) p{padding:0}@media print{.gone{x:1}.jp-Cell{y:2}}")
@@ -514,15 +516,14 @@ def test_a_notebook_page_keeps_only_the_style_rules_that_can_match_it(site_dir):
         ".jupyter-wrapper{--x:1}.jp-Cell{margin:0}:is(.gone, .jp-Cell) p{padding:0}"
         "@media print{.jp-Cell{y:2}}")
     page = (site_dir / "notebooks" / "ttl" / "index.html").read_text(encoding="utf-8")
-    jupyter = re.search(r'<style type="text/css">\s*@charset "UTF-8";\s*\.jupyter-wrapper.*?</style>',
-                        page, re.S)
+    jupyter = JUPYTER_STYLE.search(page)
     assert jupyter and len(jupyter[0]) < 200_000, len(jupyter[0]) if jupyter else None
 
 
 def test_source_listings_stay_out_of_the_search_index_and_prose_stays_in(site_dir):
     """hooks/search.py: a block shown under a file name is left out of the index, the prose
     around it is not; the index every page loads stays small (the home page's budget)."""
-    index = json.loads((site_dir / "search" / "search_index.json").read_text(encoding="utf-8"))
+    index = _search_index(site_dir)
     indexed = unescape("\n".join(doc["title"] + "\n" + doc["text"] for doc in index["docs"]
                                   if doc["location"].startswith("scaling/kafka-invalidation/")))
     page = (site_dir / "scaling" / "kafka-invalidation" / "index.html").read_text(encoding="utf-8")
