@@ -602,51 +602,64 @@ def _as_copied(text: str) -> str:
     return "\n".join(ANNOTATION.sub("", line).rstrip() for line in text.splitlines()).rstrip()
 
 
-COPY_ALL = """async () => {
-    const blocks = [...document.querySelectorAll("article div.highlight")];
-    const out = [];
-    for (const block of blocks) {
-        const code = block.querySelector("pre > code");
-        // A reader opens a collapsed admonition before copying from it (closed, its text
-        // is not rendered, so there would be nothing to copy).
-        for (let d = block.closest("details"); d; d = d.parentElement.closest("details")) d.open = true;
-        // A reader opens the content tab that holds the block, too.
-        const tab = block.closest(".tabbed-block");
-        if (tab) {
-            const index = [...tab.parentElement.children].indexOf(tab);
-            const radio = tab.closest(".tabbed-set").querySelectorAll(":scope > input")[index];
-            if (radio) radio.click();
-        }
-        // As a reader does: the block on screen, then the click. Material gives a block its
-        // button as the block comes into view (content.lazy).
-        block.scrollIntoView();
-        const copyButton = () => block.querySelector(
-            "button.md-code__button[data-md-type='copy'], button.md-clipboard");
-        for (let i = 0; i < 100 && !copyButton(); i++) await new Promise(r => setTimeout(r, 20));
-        const button = copyButton();
-        if (!button || !code) { out.push({missing: true, shown: code ? code.textContent : ""}); continue; }
-        // If nothing came (a diagram drawn meanwhile can take the focus), a second and
-        // third click.
-        let copied = "\u2205";
-        for (let attempt = 0; attempt < 3 && copied === "\u2205"; attempt++) {
-            window.focus();
-            await navigator.clipboard.writeText("\u2205");
-            button.click();
-            for (let i = 0; i < 100 && copied === "\u2205"; i++) {
-                await new Promise(r => setTimeout(r, 20));
-                copied = await navigator.clipboard.readText();
-            }
-        }
-        const title = block.querySelector(".filename");
-        out.push({
-            language: [...block.classList].find(c => c.startsWith("language-")) || "",
-            title: title ? title.textContent.trim() : "",
-            shown: code.textContent,
-            copied,
-        });
+# A reader's click is a user gesture, and Chromium lets a gesture copy for 5 seconds only.
+# Each click is its own call, so each has its own gesture: copying a whole page in one call
+# outlived the gesture on a loaded machine, and every later copy failed.
+BLOCKS = "article div.highlight"
+SHOW_BLOCK = """async (n) => {
+    const block = document.querySelectorAll("%s")[n];
+    const code = block.querySelector("pre > code");
+    // A reader opens a collapsed admonition before copying from it (closed, its text
+    // is not rendered, so there would be nothing to copy).
+    for (let d = block.closest("details"); d; d = d.parentElement.closest("details")) d.open = true;
+    // A reader opens the content tab that holds the block, too.
+    const tab = block.closest(".tabbed-block");
+    if (tab) {
+        const index = [...tab.parentElement.children].indexOf(tab);
+        const radio = tab.closest(".tabbed-set").querySelectorAll(":scope > input")[index];
+        if (radio) radio.click();
     }
-    return out;
-}"""
+    // As a reader does: the block on screen, then the click. Material gives a block its
+    // button as the block comes into view (content.lazy).
+    block.scrollIntoView();
+    const copyButton = () => block.querySelector(
+        "button.md-code__button[data-md-type='copy'], button.md-clipboard");
+    for (let i = 0; i < 100 && !copyButton(); i++) await new Promise(r => setTimeout(r, 20));
+    const title = block.querySelector(".filename");
+    return {
+        missing: !copyButton() || !code,
+        language: [...block.classList].find(c => c.startsWith("language-")) || "",
+        title: title ? title.textContent.trim() : "",
+        shown: code ? code.textContent : "",
+    };
+}""" % BLOCKS
+CLICK_COPY = """async (n) => {
+    const block = document.querySelectorAll("%s")[n];
+    window.focus();
+    await navigator.clipboard.writeText("\u2205");
+    block.querySelector("button.md-code__button[data-md-type='copy'], button.md-clipboard").click();
+    let copied = "\u2205";
+    for (let i = 0; i < 100 && copied === "\u2205"; i++) {
+        await new Promise(r => setTimeout(r, 20));
+        copied = await navigator.clipboard.readText();
+    }
+    return copied;
+}""" % BLOCKS
+
+
+def _copy_every_block(page: Any) -> list[dict[str, Any]]:
+    blocks = []
+    for n in range(page.evaluate(f"document.querySelectorAll({BLOCKS!r}).length")):
+        block = page.evaluate(SHOW_BLOCK, n)
+        if not block["missing"]:
+            # If nothing came (a diagram drawn meanwhile can take the focus), a second and
+            # third click.
+            for _ in range(3):
+                block["copied"] = page.evaluate(CLICK_COPY, n)
+                if block["copied"] != "\u2205":
+                    break
+        blocks.append(block)
+    return blocks
 
 
 def _expected_copy(block: dict[str, str], site_dir: Path) -> str | set[str]:
@@ -679,13 +692,13 @@ def test_copy_buttons_copy_what_a_reader_can_paste(open_page, site_dir):
     wrong = []
     for target in PAGES:
         visit = open_page(target.url_path, permissions=["clipboard-read", "clipboard-write"])
-        blocks = visit.page.evaluate(COPY_ALL)
+        blocks = _copy_every_block(visit.page)
         if any(block.get("copied") == "\u2205" for block in blocks):
             # On a loaded machine a copy can fail to arrive at all (the clipboard keeps
             # the marker): the page is loaded once more and every block copied again. A
             # copy that arrives wrong fails at once.
             visit = open_page(target.url_path, permissions=["clipboard-read", "clipboard-write"])
-            blocks = visit.page.evaluate(COPY_ALL)
+            blocks = _copy_every_block(visit.page)
         for n, block in enumerate(blocks):
             where = f"{target.src} code block {n + 1} {block.get('title', '')}".strip()
             if block.get("missing"):
