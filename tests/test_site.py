@@ -405,6 +405,68 @@ def test_code_annotations_mount_in_view_named_and_without_a_jump(open_page):
     assert not visit.problems, visit.problems
 
 
+# Counts what Material starts: its search worker, and the DOMContentLoaded events it sees.
+COUNT_STARTS = """window.__workers = 0;
+const RealWorker = window.Worker;
+window.Worker = function (...args) { window.__workers++; return new RealWorker(...args); };
+window.__contentLoaded = 0;
+document.addEventListener("DOMContentLoaded", () => window.__contentLoaded++);"""
+
+
+@pytest.mark.parametrize("held", ["bundle", "deferred"], ids=["bundle-late", "bundle-early"])
+def test_material_starts_after_the_page_is_read_and_once(browser, base_url, held):
+    """hooks/theme_start.py: Material's bundle no longer stops the parser; the page is read,
+    drawn and its DOMContentLoaded sent without it. Whenever the bundle arrives, Material
+    starts once: one search worker, one copy button per block. The bundle's response (or a
+    deferred script's, so that the bundle arrives before DOMContentLoaded) is held until the
+    test lets it go."""
+    context = browser.new_context(viewport=DESKTOP, service_workers="block")
+    try:
+        page = context.new_page()
+        page.add_init_script(COUNT_STARTS)
+        problems: list[str] = []
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        stalled: list[Any] = []
+        pattern = re.compile(r".*/javascripts/bundle\.[0-9a-f]+\.min\.js$" if held == "bundle"
+                             else r".*/assets/js/code\.js$")
+        page.route(pattern, lambda route: stalled.append(route))
+        page.goto(base_url + "scaling/mutex/", wait_until="commit")
+        page.wait_for_function("document.readyState !== 'loading'")
+        page.wait_for_function("requestAnimationFrame(() => window.__drawn = true) && window.__drawn")
+        classes = page.evaluate("[...document.documentElement.classList]")
+        assert "js" in classes and "no-js" not in classes, classes  # set at the top of the page
+        if held == "bundle":  # the page was read and its event sent without Material
+            page.wait_for_function("window.__contentLoaded === 1")
+            assert page.evaluate("window.component$") is None
+        else:  # Material has run, and waits for the event
+            page.wait_for_function("window.component$ !== undefined")
+            assert page.evaluate("window.__contentLoaded") == 0
+        assert len(stalled) == 1, stalled
+        stalled[0].continue_()
+        page.wait_for_load_state("load")
+        block = page.locator("article div.highlight").first
+        block.scroll_into_view_if_needed()
+        block.locator("button.md-code__button[data-md-type='copy']").wait_for(state="attached")
+        page.wait_for_timeout(300)  # anything started twice would add a second button by now
+        assert block.locator("button.md-code__button[data-md-type='copy']").count() == 1
+        assert page.evaluate("window.__workers") == 1
+        assert not problems, problems
+    finally:
+        context.close()
+
+
+def test_no_page_waits_for_materials_script(site_dir):
+    """No page holds Material's bundle as a script the parser stops for (hooks/theme_start.py);
+    each loads it after its first frame."""
+    blocking = re.compile(r'<script src="[^"]*/javascripts/bundle\.[0-9a-f]+\.min\.js">')
+    pages = [site_dir / target.url_path / "index.html" for target in PAGES]
+    assert len(pages) > 30
+    stopped = [str(path) for path in pages if blocking.search(path.read_text())]
+    started = [path for path in pages if 'bundle.src = "' in path.read_text()]
+    assert not stopped, stopped
+    assert len(started) == len(pages)
+
+
 def test_the_colour_toggle_follows_the_system_until_the_reader_chooses(open_page):
     """overrides/partials/javascripts/palette.html: the page starts in the system's scheme
     and follows it when it changes; once the reader clicks the toggle (or presses Enter on
