@@ -668,8 +668,8 @@ def _as_copied(text: str) -> str:
 # Each click is its own call, so each has its own gesture: copying a whole page in one call
 # outlived the gesture on a loaded machine, and every later copy failed.
 BLOCKS = "article div.highlight"
-SHOW_BLOCK = """async (n) => {
-    const block = document.querySelectorAll("%s")[n];
+SHOW_BLOCK = """async ([blocks, n]) => {
+    const block = document.querySelectorAll(blocks)[n];
     const code = block.querySelector("pre > code");
     // A reader opens a collapsed admonition before copying from it (closed, its text
     // is not rendered, so there would be nothing to copy).
@@ -694,9 +694,9 @@ SHOW_BLOCK = """async (n) => {
         title: title ? title.textContent.trim() : "",
         shown: code ? code.textContent : "",
     };
-}""" % BLOCKS
-CLICK_COPY = """async (n) => {
-    const block = document.querySelectorAll("%s")[n];
+}"""
+CLICK_COPY = """async ([blocks, n]) => {
+    const block = document.querySelectorAll(blocks)[n];
     window.focus();
     await navigator.clipboard.writeText("\u2205");
     block.querySelector("button.md-code__button[data-md-type='copy'], button.md-clipboard").click();
@@ -706,18 +706,18 @@ CLICK_COPY = """async (n) => {
         copied = await navigator.clipboard.readText();
     }
     return copied;
-}""" % BLOCKS
+}"""
 
 
 def _copy_every_block(page: Any) -> list[dict[str, Any]]:
     blocks = []
     for n in range(page.evaluate(f"document.querySelectorAll({BLOCKS!r}).length")):
-        block = page.evaluate(SHOW_BLOCK, n)
+        block = page.evaluate(SHOW_BLOCK, [BLOCKS, n])
         if not block["missing"]:
             # If nothing came (a diagram drawn meanwhile can take the focus), a second and
             # third click.
             for _ in range(3):
-                block["copied"] = page.evaluate(CLICK_COPY, n)
+                block["copied"] = page.evaluate(CLICK_COPY, [BLOCKS, n])
                 if block["copied"] != "\u2205":
                     break
         blocks.append(block)
