@@ -1,17 +1,18 @@
 """Material's script starts after the page's first frame, not before it.
 
-Material's bundle sits at the end of each page as a script the parser stops for. It mounts
-the header, the sidebars, the table of contents and search as it starts, reading the layout
-as it goes, so on a long page it lays out the whole document in the same task, before the
-first frame: 150-400 ms of main-thread work at a phone's speed, all of it between the reader
-and the first words, and most of Lighthouse's blocking time on a phone.
+Material's bundle sat at the end of each page as a script the parser stops for. As it starts,
+it mounts the header, the sidebars, the table of contents and search, and reads the layout
+as it goes (the scroll offset, element sizes): on a page still being laid out, that lays out
+the whole page inside the same task. It was the longest task of a page's load, and most of
+what Lighthouse counted as blocking time on a phone.
 
 Here the bundle is loaded by a few lines of script once the page has drawn a frame, as a task
-of its own. Material starts on DOMContentLoaded; if that has passed when the bundle arrives,
-the event is sent once more so that Material starts (deferred scripts, which run before the
-event, have seen the first one). The `js` class, which Material sets as it starts, is set by a
+of its own, so the page's layout is done before Material reads it. Material starts on
+DOMContentLoaded; if that has passed when the bundle arrives, the event is sent once more so
+that Material starts. (The site's own scripts are deferred: they run before the first event
+and do not listen for it.) The `js` class, which Material sets as it starts, is set by a
 line of script at the top of the page instead, so the first frame is already drawn as the
-page will look (without JavaScript the page keeps `no-js`, and its no-script look).
+page will look; without JavaScript the page keeps `no-js`, and its no-script look.
 """
 
 from __future__ import annotations
