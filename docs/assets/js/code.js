@@ -6,7 +6,8 @@
 // Material copies the `data-copy` attribute of the code element when it has one, and its
 // visible text otherwise. Pygments marks each prompt as a `.gp` span at the start of its
 // line, so a line is input exactly when it starts with one; every other line (output, a
-// traceback) is dropped.
+// traceback) is dropped. The attribute is written when a copy button is clicked, just before
+// Material reads it: no work at load for the blocks nobody copies.
 (function () {
   "use strict";
 
@@ -32,10 +33,14 @@
     return lines.filter(function (l) { return l.input; }).map(function (l) { return l.text; });
   }
 
-  function mark(root) {
-    root.querySelectorAll(".language-pycon code").forEach(function (code) {
+  // Material's copy handler (Clipboard.js) listens on the body; this one, on the document
+  // in the capture phase, runs before it.
+  function markOnCopy(event) {
+    var button = event.target.closest && event.target.closest("[data-clipboard-target]");
+    var code = button && document.querySelector(button.getAttribute("data-clipboard-target"));
+    if (code && code.closest(".language-pycon")) {
       code.setAttribute("data-copy", inputLines(code).join("\n"));
-    });
+    }
   }
 
   // 2. A code annotation's marker is a link whose number only CSS draws, so it has no name a
@@ -50,7 +55,7 @@
   }
 
   function start() {
-    mark(document);
+    document.addEventListener("click", markOnCopy, true);
     name(document);
     var content = document.querySelector(".md-content");
     if (!content) return;
